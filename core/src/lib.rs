@@ -1,0 +1,18 @@
+//! The Sluice record batch format, shared by clients (which encode batches) and brokers
+//! (which validate and store them without decoding individual records).
+//!
+//! - [`record`]: the logical record (key, value, headers, timestamp).
+//! - [`varint`]: LEB128 and zig-zag varints used inside batches.
+//! - [`batch`]: the client batch: [`batch::BatchBuilder`] encodes, [`batch::validate`]
+//!   checks a batch as the broker receives it, [`batch::Records`] decodes.
+//! - [`stored`]: the broker's own header in front of every stored batch, and iteration
+//!   over the concatenated stored batches a fetch returns.
+
+pub mod batch;
+pub mod record;
+pub mod stored;
+pub mod varint;
+
+pub use batch::{BatchBuilder, BatchError, BatchInfo};
+pub use record::{Header, Record};
+pub use stored::{StoredBatch, StoredBatchHeader, StoredBatches};
