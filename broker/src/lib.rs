@@ -1,1 +1,25 @@
-//! placeholder during bring-up
+//! The Sluice broker: a gRPC server over a sled-backed, partitioned, retained log.
+//!
+//! Layout, from the edge inwards:
+//! - [`server`]: starts/stops everything (gRPC, metrics HTTP, retention task).
+//! - [`grpc`]: the `sluice.v1.Sluice` service; protobuf ↔ domain, errors → statuses.
+//! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
+//! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
+//! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
+//! - [`config`], [`topic_name`], [`error`], [`metrics`]: settings, rules, errors, metrics.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metadata;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod topic_name;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, Durability, TopicConfig};
+pub use error::BrokerError;
+pub use server::{BrokerHandle, run_until_signal, start};

@@ -1,1 +1,92 @@
-fn main() {}
+//! `sluice-broker`: runs one Sluice broker.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use sluice_broker::{BrokerConfig, Durability};
+
+/// Runs a Sluice broker. In standalone mode it keeps topic metadata in its own data
+/// directory and needs nothing else.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-broker", version, about)]
+struct Args {
+    /// Run without Kubernetes, keeping topic metadata in the data directory (the only
+    /// mode available until the operator ships).
+    #[arg(long, env = "SLUICE_STANDALONE", default_value_t = true)]
+    standalone: bool,
+    /// Directory for the log database; created if missing, locked while running.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    data_dir: PathBuf,
+    /// Address for the gRPC API (produce, fetch, admin).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Address for Prometheus metrics (/metrics) and a liveness check (/healthz);
+    /// "off" disables it.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "127.0.0.1:9644")]
+    metrics_listen: String,
+    /// Address clients should use to reach this broker (defaults to --listen).
+    #[arg(long, env = "SLUICE_ADVERTISED_ADDRESS")]
+    advertised_address: Option<String>,
+    /// Broker id (the StatefulSet ordinal on Kubernetes).
+    #[arg(long, env = "SLUICE_BROKER_ID", default_value_t = 0)]
+    broker_id: i32,
+    /// Default durability for topics: "interval" (flush every --flush-interval-ms)
+    /// or "always" (acknowledge only after a flush; concurrent requests share one).
+    #[arg(long, env = "SLUICE_DURABILITY", default_value = "interval")]
+    durability: Durability,
+    /// Flush period in "interval" durability, in milliseconds.
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    flush_interval_ms: u64,
+    /// Default retention.ms for topics (-1 keeps records forever).
+    #[arg(long, env = "SLUICE_RETENTION_MS", default_value_t = 604_800_000, allow_hyphen_values = true)]
+    retention_ms: i64,
+    /// Default retention.bytes per partition (-1 for no size limit).
+    #[arg(long, env = "SLUICE_RETENTION_BYTES", default_value_t = -1, allow_hyphen_values = true)]
+    retention_bytes: i64,
+    /// Default max.message.bytes: the largest batch a producer may send.
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", default_value_t = 1_048_588)]
+    max_message_bytes: u32,
+    /// How often retention runs, in milliseconds.
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", default_value_t = 30_000)]
+    retention_check_interval_ms: u64,
+    /// Page cache for the log database, in MiB.
+    #[arg(long, env = "SLUICE_CACHE_MB", default_value_t = 128)]
+    cache_mb: u64,
+    /// Log format: "text" or "json". Filter with RUST_LOG (default: info).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
+        if !self.standalone {
+            bail!("only --standalone mode is available in this build (Kubernetes mode comes with the operator)");
+        }
+        let mut c = BrokerConfig::standalone(self.data_dir, self.listen);
+        c.broker_id = self.broker_id;
+        c.metrics_listen = match self.metrics_listen.as_str() {
+            "off" | "" => None,
+            a => Some(a.parse().with_context(|| format!("--metrics-listen {a:?} is not HOST:PORT"))?),
+        };
+        c.advertised_address = self.advertised_address;
+        c.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
+        c.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms.max(10));
+        c.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert("durability".to_string(), self.durability.as_str().to_string());
+        overrides.insert("retention.ms".to_string(), self.retention_ms.to_string());
+        overrides.insert("retention.bytes".to_string(), self.retention_bytes.to_string());
+        overrides.insert("max.message.bytes".to_string(), self.max_message_bytes.to_string());
+        c.topic_defaults = c.topic_defaults.with_overrides(&overrides).context("invalid broker defaults")?;
+        Ok(c)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    sluice_broker::telemetry::init(&args.log_format);
+    let config = args.into_config()?;
+    sluice_broker::run_until_signal(config).await.context("broker failed")
+}

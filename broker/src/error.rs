@@ -1,0 +1,43 @@
+//! The broker's error type. Its mapping to gRPC statuses lives in `grpc::status`.
+
+use sluice_core::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("unknown partition {partition} of topic '{topic}': it has partitions 0..{count}")]
+    UnknownPartition { topic: String, partition: u32, count: u32 },
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(
+        "offset {offset} is out of range for {topic}-{partition}: valid offsets are {log_start} to {high_watermark}"
+    )]
+    OffsetOutOfRange { topic: String, partition: u32, offset: i64, log_start: u64, high_watermark: u64 },
+    #[error("invalid config {0}")]
+    InvalidConfig(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+}
+
+impl From<sled::Error> for BrokerError {
+    fn from(e: sled::Error) -> Self {
+        BrokerError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,260 @@
+//! The gRPC adapter: `sluice.v1.Sluice` requests in, domain calls on [`Broker`], protobuf
+//! out. Every broker error becomes a gRPC status here, and only here.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use prost::Message;
+use sluice_core::BatchError;
+use sluice_proto::v1::{self as pb, sluice_server::Sluice};
+use tonic::{Code, Request, Response, Status};
+use tracing::{Instrument, info_span};
+
+use crate::{
+    broker::{Acks, Broker, FetchParams, OffsetQuery, TopicInfo},
+    error::BrokerError,
+};
+
+/// The tonic service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SluiceService {
+    broker: Arc<Broker>,
+}
+
+impl SluiceService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+
+    fn fail(&self, rpc: &str, e: BrokerError) -> Status {
+        let status = status(e);
+        let code = format!("{:?}", status.code());
+        self.broker
+            .metrics()
+            .errors
+            .get_or_create(&crate::metrics::ErrorLabels { rpc: rpc.into(), code })
+            .inc();
+        status
+    }
+}
+
+/// Maps a broker error to a gRPC status with an [`pb::ErrorDetail`] in its details.
+pub fn status(e: BrokerError) -> Status {
+    use pb::ErrorCode as E;
+    let mut detail = pb::ErrorDetail { leader_id: -1, ..Default::default() };
+    let (code, ecode) = match &e {
+        BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
+            (Code::NotFound, E::UnknownTopicOrPartition)
+        }
+        BrokerError::InvalidTopicName { .. } => (Code::InvalidArgument, E::InvalidTopicName),
+        BrokerError::TopicAlreadyExists(_) => (Code::AlreadyExists, E::TopicAlreadyExists),
+        BrokerError::Batch(BatchError::RecordTooLarge { .. }) => (Code::InvalidArgument, E::RecordTooLarge),
+        BrokerError::Batch(BatchError::BatchTooLarge { .. }) => (Code::InvalidArgument, E::BatchTooLarge),
+        BrokerError::Batch(_) => (Code::InvalidArgument, E::CorruptBatch),
+        BrokerError::OffsetOutOfRange { log_start, high_watermark, .. } => {
+            detail.log_start_offset = *log_start;
+            detail.high_watermark = *high_watermark;
+            (Code::OutOfRange, E::OffsetOutOfRange)
+        }
+        BrokerError::InvalidConfig(_) => (Code::InvalidArgument, E::InvalidConfig),
+        BrokerError::InvalidRequest(_) => (Code::InvalidArgument, E::InvalidRequest),
+        BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Listen { .. } => (Code::Internal, E::StorageError),
+        BrokerError::ShuttingDown => {
+            detail.retriable = true;
+            (Code::Unavailable, E::ShuttingDown)
+        }
+        BrokerError::Unsupported(_) => (Code::Unimplemented, E::Unsupported),
+    };
+    detail.code = ecode as i32;
+    Status::with_details(code, e.to_string(), detail.encode_to_vec().into())
+}
+
+fn acks(a: i32) -> Result<Acks, Status> {
+    match pb::Acks::try_from(a) {
+        Ok(pb::Acks::None) => Ok(Acks::None),
+        Ok(pb::Acks::Leader) => Ok(Acks::Leader),
+        Ok(pb::Acks::All) => Ok(Acks::All),
+        Err(_) => Err(status(BrokerError::InvalidRequest(format!("unknown acks value {a}")))),
+    }
+}
+
+fn describe(t: TopicInfo) -> pb::TopicDescription {
+    let overridden = t.spec.config.keys().cloned().collect();
+    pb::TopicDescription {
+        name: t.spec.name,
+        config: t.config.to_map().into_iter().collect(),
+        overridden,
+        internal: t.spec.internal,
+        partitions: t
+            .partitions
+            .into_iter()
+            .map(|p| pb::PartitionDescription {
+                partition: p.partition,
+                leader: 0,
+                leader_epoch: 0,
+                log_start_offset: p.offsets.log_start,
+                log_end_offset: p.offsets.log_end,
+                high_watermark: p.offsets.high_watermark,
+                size_bytes: p.size_bytes,
+                batch_count: p.batch_count,
+                replicas: vec![0],
+                isr: vec![0],
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl Sluice for SluiceService {
+    async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+        let r = req.into_inner();
+        let acks = acks(r.acks)?;
+        let span = info_span!("produce", topic = %r.topic, partition = r.partition, bytes = r.batch.len());
+        let appended = self
+            .broker
+            .produce(&r.topic, r.partition, acks, r.batch)
+            .instrument(span)
+            .await
+            .map_err(|e| self.fail("produce", e))?;
+        Ok(Response::new(pb::ProduceResponse {
+            base_offset: appended.base_offset,
+            record_count: appended.record_count,
+            log_append_time_ms: appended.append_time_ms,
+            log_start_offset: appended.log_start,
+        }))
+    }
+
+    async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
+        let r = req.into_inner();
+        let span = info_span!("fetch", topic = %r.topic, partition = r.partition, offset = r.offset);
+        let params = FetchParams {
+            offset: r.offset,
+            max_wait: Duration::from_millis(u64::from(r.max_wait_ms)),
+            min_bytes: r.min_bytes as usize,
+            max_bytes: r.max_bytes as usize,
+        };
+        let read = self
+            .broker
+            .fetch(&r.topic, r.partition, params)
+            .instrument(span)
+            .await
+            .map_err(|e| self.fail("fetch", e))?;
+        Ok(Response::new(pb::FetchResponse {
+            high_watermark: read.offsets.high_watermark,
+            log_end_offset: read.offsets.log_end,
+            log_start_offset: read.offsets.log_start,
+            batches: read.batches,
+        }))
+    }
+
+    async fn list_offsets(
+        &self,
+        req: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let r = req.into_inner();
+        let query = match pb::OffsetSpec::try_from(r.spec) {
+            Ok(pb::OffsetSpec::Earliest) => OffsetQuery::Earliest,
+            Ok(pb::OffsetSpec::Latest) => OffsetQuery::Latest,
+            Ok(pb::OffsetSpec::Timestamp) => OffsetQuery::Timestamp(r.timestamp_ms),
+            Err(_) => return Err(status(BrokerError::InvalidRequest(format!("unknown offset spec {}", r.spec)))),
+        };
+        let (offset, ts) =
+            self.broker.list_offsets(&r.topic, r.partition, query).map_err(|e| self.fail("list_offsets", e))?;
+        Ok(Response::new(pb::ListOffsetsResponse { offset, timestamp_ms: ts.unwrap_or(-1) }))
+    }
+
+    async fn metadata(&self, req: Request<pb::MetadataRequest>) -> Result<Response<pb::MetadataResponse>, Status> {
+        let r = req.into_inner();
+        let all = self.broker.list_topics(true).map_err(|e| self.fail("metadata", e))?;
+        for wanted in &r.topics {
+            if !all.iter().any(|t| &t.spec.name == wanted) {
+                return Err(self.fail("metadata", BrokerError::UnknownTopic(wanted.clone())));
+            }
+        }
+        let config = self.broker.config();
+        let topics = all
+            .into_iter()
+            .filter(|t| r.topics.is_empty() || r.topics.contains(&t.spec.name))
+            .map(|t| pb::TopicMetadata {
+                name: t.spec.name,
+                internal: t.spec.internal,
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| pb::PartitionMetadata {
+                        partition: p.partition,
+                        leader: config.broker_id,
+                        leader_epoch: 0,
+                        replicas: vec![config.broker_id],
+                        isr: vec![config.broker_id],
+                    })
+                    .collect(),
+            })
+            .collect();
+        let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
+        Ok(Response::new(pb::MetadataResponse {
+            brokers: vec![pb::BrokerInfo { id: config.broker_id, address, rack: String::new() }],
+            topics,
+            responding_broker: config.broker_id,
+        }))
+    }
+
+    async fn create_topic(
+        &self,
+        req: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let r = req.into_inner();
+        let config: BTreeMap<String, String> = r.config.into_iter().collect();
+        let t = self
+            .broker
+            .create_topic(&r.name, r.partitions, r.replication_factor, config)
+            .map_err(|e| self.fail("create_topic", e))?;
+        Ok(Response::new(pb::CreateTopicResponse { topic: Some(describe(t)) }))
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.broker.delete_topic(&req.into_inner().name).map_err(|e| self.fail("delete_topic", e))?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn describe_topic(
+        &self,
+        req: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let t = self.broker.describe_topic(&req.into_inner().name).map_err(|e| self.fail("describe_topic", e))?;
+        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(describe(t)) }))
+    }
+
+    async fn list_topics(
+        &self,
+        req: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self
+            .broker
+            .list_topics(req.into_inner().include_internal)
+            .map_err(|e| self.fail("list_topics", e))?
+            .into_iter()
+            .map(|t| pb::TopicSummary {
+                name: t.spec.name,
+                partitions: t.spec.partitions,
+                replication_factor: t.spec.replication_factor,
+                internal: t.spec.internal,
+            })
+            .collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        req: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let r = req.into_inner();
+        let t = self
+            .broker
+            .alter_topic_config(&r.name, r.set.into_iter().collect())
+            .map_err(|e| self.fail("alter_topic_config", e))?;
+        Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(describe(t)) }))
+    }
+}

@@ -1,0 +1,81 @@
+//! Where the broker learns which topics exist and how they are configured.
+//!
+//! The broker talks to one [`MetadataStore`]; in standalone mode it is [`LocalMetadata`]
+//! (kept in the broker's own sled database), on Kubernetes it will be built from Topic
+//! resources. Nothing else in the broker knows which one it has.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BrokerError, Result};
+
+/// The desired state of a topic, as the metadata store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    /// Configuration keys the topic overrides (Kafka-style keys).
+    pub config: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+/// Source of topic metadata. Writes are refused by stores that are read-only for the
+/// broker (Kubernetes: topics are changed through Topic resources).
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    /// Every topic, sorted by name.
+    fn topics(&self) -> Result<Vec<TopicSpec>>;
+    fn create_topic(&self, spec: &TopicSpec) -> Result<()>;
+    fn delete_topic(&self, name: &str) -> Result<()>;
+    fn update_topic(&self, spec: &TopicSpec) -> Result<()>;
+}
+
+/// Standalone metadata: topic specs as JSON in a sled tree of the broker's database.
+#[derive(Debug)]
+pub struct LocalMetadata {
+    tree: sled::Tree,
+}
+
+impl LocalMetadata {
+    pub fn open(db: &sled::Db) -> Result<Self> {
+        Ok(Self { tree: db.open_tree("metadata/topics")? })
+    }
+
+    fn put(&self, spec: &TopicSpec) -> Result<()> {
+        let json = serde_json::to_vec(spec).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        self.tree.insert(spec.name.as_bytes(), json)?;
+        // Metadata changes are rare and must not be lost: flush now.
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+impl MetadataStore for LocalMetadata {
+    fn topics(&self) -> Result<Vec<TopicSpec>> {
+        self.tree
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?).map_err(|e| BrokerError::Storage(format!("topic metadata: {e}")))
+            })
+            .collect()
+    }
+
+    fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+        if self.tree.contains_key(spec.name.as_bytes())? {
+            return Err(BrokerError::TopicAlreadyExists(spec.name.clone()));
+        }
+        self.put(spec)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        self.tree.remove(name.as_bytes())?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    fn update_topic(&self, spec: &TopicSpec) -> Result<()> {
+        self.put(spec)
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics of the broker, served on the metrics listener at `/metrics`.
+//!
+//! Counters and latency histograms are updated on the request path; per-partition
+//! gauges (size, offsets) are refreshed from the logs at scrape time, so they are exact
+//! and cost nothing between scrapes.
+
+use std::sync::Mutex;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurabilityLabels {
+    pub durability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub rpc: String,
+    pub code: String,
+}
+
+/// All broker metrics, registered once in [`Metrics::new`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub produce_records: Family<TopicLabels, Counter>,
+    pub produce_bytes: Family<TopicLabels, Counter>,
+    pub produce_requests: Family<TopicLabels, Counter>,
+    pub produce_latency: Family<DurabilityLabels, Histogram>,
+    pub fetch_requests: Family<TopicLabels, Counter>,
+    pub fetch_bytes: Family<TopicLabels, Counter>,
+    pub fetch_latency: Histogram,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub group_commit_requests: Histogram,
+    pub retention_deleted_batches: Family<TopicLabels, Counter>,
+    pub partition_size_bytes: Family<PartitionLabels, Gauge>,
+    pub partition_log_start: Family<PartitionLabels, Gauge>,
+    pub partition_log_end: Family<PartitionLabels, Gauge>,
+    pub partition_high_watermark: Family<PartitionLabels, Gauge>,
+    pub partitions: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~13 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("sluice")),
+            produce_records: Family::default(),
+            produce_bytes: Family::default(),
+            produce_requests: Family::default(),
+            produce_latency: Family::new_with_constructor(latency_histogram),
+            fetch_requests: Family::default(),
+            fetch_bytes: Family::default(),
+            fetch_latency: latency_histogram(),
+            errors: Family::default(),
+            group_commit_requests: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 12),
+            ),
+            retention_deleted_batches: Family::default(),
+            partition_size_bytes: Family::default(),
+            partition_log_start: Family::default(),
+            partition_log_end: Family::default(),
+            partition_high_watermark: Family::default(),
+            partitions: Gauge::default(),
+        };
+        if let Ok(mut r) = m.registry.lock() {
+            r.register("produce_records", "Records appended", m.produce_records.clone());
+            r.register("produce_bytes", "Batch bytes appended", m.produce_bytes.clone());
+            r.register("produce_requests", "Produce requests handled", m.produce_requests.clone());
+            r.register(
+                "produce_latency_seconds",
+                "Produce request time in the broker, by durability mode",
+                m.produce_latency.clone(),
+            );
+            r.register("fetch_requests", "Fetch requests handled", m.fetch_requests.clone());
+            r.register("fetch_bytes", "Bytes returned by fetches", m.fetch_bytes.clone());
+            r.register(
+                "fetch_latency_seconds",
+                "Fetch request time in the broker, long-poll wait included",
+                m.fetch_latency.clone(),
+            );
+            r.register("request_errors", "Requests that failed, by RPC and error code", m.errors.clone());
+            r.register(
+                "group_commit_requests",
+                "Produce requests made durable by one flush (durability=always)",
+                m.group_commit_requests.clone(),
+            );
+            r.register(
+                "retention_deleted_batches",
+                "Batches deleted by retention",
+                m.retention_deleted_batches.clone(),
+            );
+            r.register("partition_size_bytes", "Stored bytes per partition", m.partition_size_bytes.clone());
+            r.register("partition_log_start_offset", "Log start offset", m.partition_log_start.clone());
+            r.register("partition_log_end_offset", "Log end offset", m.partition_log_end.clone());
+            r.register(
+                "partition_high_watermark",
+                "High watermark (offset after the last visible record)",
+                m.partition_high_watermark.clone(),
+            );
+            r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
+        }
+        m
+    }
+
+    pub fn topic(topic: &str) -> TopicLabels {
+        TopicLabels { topic: topic.to_string() }
+    }
+
+    pub fn group_commit_batch(&self, waiters: usize) {
+        self.group_commit_requests.observe(waiters as f64);
+    }
+
+    /// Renders the registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}

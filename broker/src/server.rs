@@ -1,0 +1,194 @@
+//! Starts and stops a broker: storage, the gRPC server (with health and reflection),
+//! the metrics endpoint and the retention task, with an explicit shutdown.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{Router, extract::State, routing::get};
+use sluice_proto::v1::sluice_server::SluiceServer;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tonic::transport::{Server, server::TcpIncoming};
+use tracing::{error, info};
+
+use crate::{
+    broker::{Broker, FETCH_MAX_BYTES_CEILING, now_ms},
+    config::{BrokerConfig, MAX_MESSAGE_BYTES_CEILING},
+    error::{BrokerError, Result},
+    grpc::SluiceService,
+};
+
+/// A running broker. Dropping it without [`BrokerHandle::shutdown`] leaves the tasks
+/// running until the runtime ends.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    /// The bound gRPC address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The bound metrics address, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() })
+}
+
+/// Opens storage, binds the listeners and starts serving.
+pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
+    let listener = bind(config.listen).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BrokerError::Listen { addr: config.listen.to_string(), reason: e.to_string() })?;
+    config.listen = addr;
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let retention_every = config.retention_check_interval;
+    let broker = Arc::new(Broker::open(config)?);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SluiceServer<SluiceService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: format!("reflection: {e}") })?;
+    let service = SluiceServer::new(SluiceService::new(broker.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
+        .max_encoding_message_size(FETCH_MAX_BYTES_CEILING + MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut rx = shutdown_rx.clone();
+    let server = tokio::spawn(
+        Server::builder()
+            // Large windows let a single stream carry big batches at full speed.
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx.wait_for(|s| *s).await;
+                health.set_not_serving::<SluiceServer<SluiceService>>().await;
+            }),
+    );
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(retention_loop(broker.clone(), retention_every, shutdown_rx.clone())));
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(metrics_server(l, broker.clone(), shutdown_rx.clone())));
+    }
+    info!(%addr, metrics = ?metrics_addr, "broker serving");
+    Ok(BrokerHandle { addr, metrics_addr, broker, shutdown, server, tasks })
+}
+
+impl BrokerHandle {
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish, stop the
+    /// background tasks, flush the log.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server ends (after a shutdown, or a fatal server error), then
+    /// flushes.
+    pub async fn wait(self) -> Result<()> {
+        let served = self.server.await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.broker.flush().await?;
+        info!("broker stopped; log flushed");
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BrokerError::Listen { addr: self.addr.to_string(), reason: e.to_string() }),
+            Err(e) => Err(BrokerError::Listen { addr: self.addr.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// A sender that triggers shutdown when `true` is sent (for signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+async fn retention_loop(broker: Arc<Broker>, every: std::time::Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let b = broker.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || b.apply_retention(now_ms())).await {
+            error!(error = %e, "retention task panicked");
+        }
+    }
+}
+
+async fn metrics_server(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(broker);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        error!(error = %e, "metrics server failed");
+    }
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> impl axum::response::IntoResponse {
+    broker.refresh_gauges();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        broker.metrics().encode(),
+    )
+}
+
+/// Runs a broker until SIGINT or SIGTERM, then shuts it down gracefully.
+pub async fn run_until_signal(config: BrokerConfig) -> Result<()> {
+    let handle = start(config).await?;
+    let trigger = handle.shutdown_trigger();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown signal received");
+        let _ = trigger.send(true);
+    });
+    handle.wait().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Logging setup shared by the broker binary and `sluice dev`: `RUST_LOG` filters
+//! (default `info`), text or JSON output.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// Installs the global subscriber. `format` is "json" or anything else for text.
+pub fn init(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
