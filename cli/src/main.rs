@@ -1,1 +1,3 @@
+//! `sluice`: the command line (being implemented).
+mod bench;
 fn main() {}

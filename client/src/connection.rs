@@ -1,0 +1,56 @@
+//! A connection to a broker: one HTTP/2 channel shared by producers, consumers and
+//! admin calls (cheap to clone).
+
+use std::time::Duration;
+
+use sluice_proto::v1::sluice_client::SluiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, Result};
+
+/// Largest message the client accepts from or sends to a broker.
+const MAX_MESSAGE: usize = 128 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: String,
+    raw: SluiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`, or a full `http://` URL).
+    pub async fn connect(addr: &str) -> Result<Self> {
+        let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let err = |reason: String| ClientError::Connect { addr: addr.to_string(), reason };
+        let endpoint = Endpoint::from_shared(url)
+            .map_err(|e| err(format!("not a valid address: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024));
+        let channel = endpoint.connect().await.map_err(|e| {
+            let mut reason = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                reason = format!("{reason}: {s}");
+                src = s.source();
+            }
+            err(reason)
+        })?;
+        Ok(Self { addr: addr.to_string(), raw: Self::raw_client(channel) })
+    }
+
+    fn raw_client(channel: Channel) -> SluiceClient<Channel> {
+        SluiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The address this client was connected with.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The generated gRPC client, for calls this library does not wrap.
+    pub fn raw(&self) -> SluiceClient<Channel> {
+        self.raw.clone()
+    }
+}

@@ -1,0 +1,283 @@
+//! The consumer: reads assigned partitions by offset. Each partition keeps one fetch
+//! (a long poll) in flight, so new data is returned as soon as the broker has it and
+//! partitions are read in parallel. Records below the requested position (the start
+//! of a batch) are skipped. Consumer groups build on this in a later layer.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use sluice_core::{Header, StoredBatches};
+use sluice_proto::v1 as pb;
+use tokio::time::Instant;
+
+use crate::{
+    connection::Client,
+    error::{ClientError, Result},
+};
+
+/// What to do when the position is outside the retained log [auto.offset.reset].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoOffsetReset {
+    /// Jump to the log start offset.
+    #[default]
+    Earliest,
+    /// Jump to the high watermark.
+    Latest,
+    /// Return the out-of-range error to the application.
+    None,
+}
+
+/// Where reading of an assigned partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    Earliest,
+    Latest,
+    Offset(u64),
+    /// First record at or after this timestamp (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// Consumer settings (Kafka's names in brackets).
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Longest a fetch waits for data [fetch.max.wait.ms].
+    pub max_wait: Duration,
+    /// Bytes a fetch waits for [fetch.min.bytes].
+    pub min_bytes: u32,
+    /// Bytes per partition per fetch [max.partition.fetch.bytes].
+    pub max_partition_bytes: u32,
+    /// [auto.offset.reset]
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Check each batch's CRC before handing out its records [check.crcs].
+    pub check_crcs: bool,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::from_millis(500),
+            min_bytes: 1,
+            max_partition_bytes: 4 * 1024 * 1024,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            check_crcs: true,
+        }
+    }
+}
+
+/// A record as a consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+type FetchOutcome = (String, u32, u64, std::result::Result<pb::FetchResponse, ClientError>);
+type FetchFuture = std::pin::Pin<Box<dyn std::future::Future<Output = FetchOutcome> + Send>>;
+
+#[derive(Debug)]
+struct Assignment {
+    topic: Arc<str>,
+    position: u64,
+    in_flight: bool,
+    high_watermark: u64,
+    /// Bumped on seek so that a response for an old position is ignored.
+    generation: u64,
+}
+
+/// A consumer with manually assigned partitions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    assignments: HashMap<(String, u32), Assignment>,
+    fetches: FuturesUnordered<FetchFuture>,
+    ready: VecDeque<ConsumerRecord>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("assignments", &self.assignments).finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub fn new(client: Client, config: ConsumerConfig) -> Self {
+        Self { client, config, assignments: HashMap::new(), fetches: FuturesUnordered::new(), ready: VecDeque::new() }
+    }
+
+    async fn resolve(&self, topic: &str, partition: u32, start: StartOffset) -> Result<u64> {
+        let admin = crate::Admin::new(self.client.clone());
+        Ok(match start {
+            StartOffset::Offset(o) => o,
+            StartOffset::Earliest => admin.list_offset(topic, partition, pb::OffsetSpec::Earliest, 0).await?.0,
+            StartOffset::Latest => admin.list_offset(topic, partition, pb::OffsetSpec::Latest, 0).await?.0,
+            StartOffset::Timestamp(ts) => admin.list_offset(topic, partition, pb::OffsetSpec::Timestamp, ts).await?.0,
+        })
+    }
+
+    /// Adds a partition to read from `start`. Unknown topics or partitions fail here.
+    pub async fn assign(&mut self, topic: &str, partition: u32, start: StartOffset) -> Result<()> {
+        let position = self.resolve(topic, partition, start).await?;
+        let generation = self.assignments.get(&(topic.to_string(), partition)).map_or(0, |a| a.generation + 1);
+        self.assignments.insert(
+            (topic.to_string(), partition),
+            Assignment { topic: topic.into(), position, in_flight: false, high_watermark: 0, generation },
+        );
+        Ok(())
+    }
+
+    /// Assigns every partition of `topic`.
+    pub async fn assign_topic(&mut self, topic: &str, start: StartOffset) -> Result<u32> {
+        let n = crate::Admin::new(self.client.clone()).partition_count(topic).await?;
+        for p in 0..n {
+            self.assign(topic, p, start).await?;
+        }
+        Ok(n)
+    }
+
+    /// Stops reading a partition.
+    pub fn unassign(&mut self, topic: &str, partition: u32) {
+        self.assignments.remove(&(topic.to_string(), partition));
+        self.ready.retain(|r| !(&*r.topic == topic && r.partition == partition));
+    }
+
+    /// Moves the position of an assigned partition.
+    pub async fn seek(&mut self, topic: &str, partition: u32, start: StartOffset) -> Result<()> {
+        if !self.assignments.contains_key(&(topic.to_string(), partition)) {
+            return Err(ClientError::InvalidArgument(format!("{topic}-{partition} is not assigned")));
+        }
+        self.assign(topic, partition, start).await?;
+        self.ready.retain(|r| !(&*r.topic == topic && r.partition == partition));
+        Ok(())
+    }
+
+    /// Next offset to be returned for a partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.assignments.get(&(topic.to_string(), partition)).map(|a| a.position)
+    }
+
+    /// Last high watermark seen for a partition (for lag).
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.assignments.get(&(topic.to_string(), partition)).map(|a| a.high_watermark)
+    }
+
+    fn start_fetches(&mut self) {
+        for ((topic, partition), a) in self.assignments.iter_mut() {
+            if a.in_flight {
+                continue;
+            }
+            a.in_flight = true;
+            let mut raw = self.client.raw();
+            let req = pb::FetchRequest {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: a.position as i64,
+                max_wait_ms: self.config.max_wait.as_millis() as u32,
+                min_bytes: self.config.min_bytes,
+                max_bytes: self.config.max_partition_bytes,
+                replica_id: -1,
+                current_leader_epoch: -1,
+            };
+            let (topic, partition, generation) = (topic.clone(), *partition, a.generation);
+            self.fetches.push(Box::pin(async move {
+                let r = raw.fetch(req).await.map(|r| r.into_inner()).map_err(ClientError::from);
+                (topic, partition, generation, r)
+            }));
+        }
+    }
+
+    /// Returns the next records, waiting up to `timeout` for some to arrive. An empty
+    /// vector means nothing arrived in time.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.ready.is_empty() {
+                return Ok(self.ready.drain(..).collect());
+            }
+            self.start_fetches();
+            if self.fetches.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
+            }
+            let next = tokio::time::timeout_at(deadline, self.fetches.next()).await;
+            let Ok(Some((topic, partition, generation, result))) = next else {
+                return Ok(Vec::new());
+            };
+            self.handle(topic, partition, generation, result).await?;
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        topic: String,
+        partition: u32,
+        generation: u64,
+        result: std::result::Result<pb::FetchResponse, ClientError>,
+    ) -> Result<()> {
+        let key = (topic.clone(), partition);
+        let Some(a) = self.assignments.get_mut(&key) else { return Ok(()) };
+        if a.generation != generation {
+            // Answer for a position we moved away from; a new fetch starts next poll.
+            a.in_flight = false;
+            return Ok(());
+        }
+        a.in_flight = false;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) if e.kind() == Some(pb::ErrorCode::OffsetOutOfRange) => {
+                let start = match self.config.auto_offset_reset {
+                    AutoOffsetReset::Earliest => StartOffset::Earliest,
+                    AutoOffsetReset::Latest => StartOffset::Latest,
+                    AutoOffsetReset::None => return Err(e),
+                };
+                tracing::info!(%topic, partition, error = %e, "resetting position");
+                let position = self.resolve(&topic, partition, start).await?;
+                if let Some(a) = self.assignments.get_mut(&key) {
+                    a.position = position;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        a.high_watermark = response.high_watermark;
+        let mut position = a.position;
+        let topic_arc = a.topic.clone();
+        for batch in StoredBatches::new(response.batches) {
+            let batch = batch?;
+            if self.config.check_crcs {
+                batch.verify()?;
+            }
+            if batch.header.next_offset() <= position {
+                continue;
+            }
+            for r in batch.records()? {
+                let r = r?;
+                if r.offset < position {
+                    continue;
+                }
+                position = r.offset + 1;
+                self.ready.push_back(ConsumerRecord {
+                    topic: topic_arc.clone(),
+                    partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                });
+            }
+            position = position.max(batch.header.next_offset());
+        }
+        a.position = position;
+        Ok(())
+    }
+}

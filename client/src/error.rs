@@ -1,0 +1,62 @@
+//! The client's error type. Broker errors keep their gRPC code, the broker's
+//! machine-readable [`ErrorCode`] and details (valid offset range, leader).
+
+use prost::Message;
+use sluice_core::BatchError;
+use sluice_proto::v1::{ErrorCode, ErrorDetail};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The broker refused the request; `message` is written for people.
+    #[error("{message}")]
+    Broker { code: tonic::Code, kind: ErrorCode, message: String, detail: Box<ErrorDetail> },
+    #[error("cannot connect to broker at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// The connection failed during a request (broker gone, network).
+    #[error("request to broker failed: {0}")]
+    Transport(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the broker returned data that fails its checks: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("the producer is closed")]
+    Closed,
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl ClientError {
+    /// The broker's error code, if the broker answered with an error.
+    pub fn kind(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Broker { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True when the same request may succeed if retried later.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Broker { code, detail, .. } => {
+                detail.retriable || matches!(code, tonic::Code::Unavailable)
+            }
+            ClientError::Transport(_) | ClientError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        let detail = ErrorDetail::decode(s.details()).unwrap_or_default();
+        let kind = ErrorCode::try_from(detail.code).unwrap_or(ErrorCode::Unspecified);
+        // Statuses that did not come from the broker's service (transport failures are
+        // reported by tonic as Unavailable/Unknown without details).
+        if kind == ErrorCode::Unspecified && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+            return ClientError::Transport(s.message().to_string());
+        }
+        ClientError::Broker { code: s.code(), kind, message: s.message().to_string(), detail: Box::new(detail) }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

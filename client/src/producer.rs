@@ -1,0 +1,489 @@
+//! The producer: batches records per partition, sends one request per batch, and
+//! resolves a [`DeliveryFuture`] per record with its offset.
+//!
+//! Each partition has a queue and a sender task. Records go into the partition's open
+//! batch; the sender takes a batch when it is full (`batch_size`), when it is older than
+//! `linger`, or on [`Producer::flush`]. A partition has at most one request in flight,
+//! so batches of a partition are appended in the order they were sent, even across
+//! retries, while different partitions proceed in parallel. While a request is in
+//! flight the next batch keeps filling, which is where throughput comes from.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use futures::future::{FutureExt, Shared};
+use sluice_core::{BatchBuilder, Header};
+use sluice_proto::v1 as pb;
+use tokio::sync::{Notify, oneshot};
+use tracing::{debug, warn};
+
+use crate::{
+    connection::Client,
+    error::{ClientError, Result},
+    partitioner,
+};
+
+/// How many replicas must store a batch before the broker acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Do not wait for storage (offsets are not reported).
+    None,
+    /// The leader stored it.
+    Leader,
+    /// All in-sync replicas stored it (the default, as in Kafka 3).
+    #[default]
+    All,
+}
+
+impl Acks {
+    fn to_proto(self) -> pb::Acks {
+        match self {
+            Acks::None => pb::Acks::None,
+            Acks::Leader => pb::Acks::Leader,
+            Acks::All => pb::Acks::All,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            _ => Err(format!("acks must be 0, 1 or all, not '{s}'")),
+        }
+    }
+}
+
+/// Producer settings (Kafka's names in brackets).
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// [acks]
+    pub acks: Acks,
+    /// Longest time a record waits for its batch to fill [linger.ms].
+    pub linger: Duration,
+    /// Target batch size in bytes [batch.size]; must stay below the topic's
+    /// max.message.bytes.
+    pub batch_size: usize,
+    /// Bytes of sealed batches waiting to be sent before `send` waits [buffer.memory].
+    pub buffer_memory: usize,
+    /// Give up on a batch after retrying retriable errors this long [delivery.timeout.ms].
+    pub delivery_timeout: Duration,
+    /// Pause between retries [retry.backoff.ms].
+    pub retry_backoff: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 256 * 1024,
+            buffer_memory: 32 * 1024 * 1024,
+            delivery_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// Explicit partition; otherwise chosen from the key (murmur2, as Kafka does), or
+    /// sticky for records without a key.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch; defaults to now.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self { topic: topic.into(), partition: None, key: None, value: None, headers: Vec::new(), timestamp_ms: None }
+    }
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header { key: key.into(), value: Some(value.into()) });
+        self
+    }
+    pub fn timestamp_ms(mut self, ts: i64) -> Self {
+        self.timestamp_ms = Some(ts);
+        self
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    /// `None` with acks=0.
+    pub offset: Option<u64>,
+    pub timestamp_ms: i64,
+}
+
+type BatchOutcome = std::result::Result<Option<u64>, ClientError>;
+type SharedOutcome = Shared<oneshot::Receiver<BatchOutcome>>;
+
+/// Resolves when the record's batch is acknowledged (or fails).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    outcome: SharedOutcome,
+    index: u32,
+    topic: Arc<str>,
+    partition: u32,
+    timestamp_ms: i64,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = std::task::ready!(self.outcome.poll_unpin(cx));
+        Poll::Ready(match outcome {
+            Ok(Ok(base)) => Ok(RecordMetadata {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: base.map(|b| b + u64::from(self.index)),
+                timestamp_ms: self.timestamp_ms,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Closed),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct OpenBatch {
+    builder: BatchBuilder,
+    started: Instant,
+    done: oneshot::Sender<BatchOutcome>,
+    outcome: SharedOutcome,
+}
+
+#[derive(Debug)]
+struct SealedBatch {
+    bytes: Bytes,
+    done: oneshot::Sender<BatchOutcome>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    open: Option<OpenBatch>,
+    sealed: VecDeque<SealedBatch>,
+    /// Set by flush: send the open batch without waiting for linger.
+    flush_requested: bool,
+}
+
+#[derive(Debug)]
+struct PartitionQueue {
+    topic: Arc<str>,
+    partition: u32,
+    state: Mutex<QueueState>,
+    wake: Notify,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    config: ProducerConfig,
+    partition_counts: Mutex<HashMap<String, u32>>,
+    queues: Mutex<HashMap<(String, u32), Arc<PartitionQueue>>>,
+    sticky: Mutex<HashMap<String, u32>>,
+    /// Bytes in sealed-but-unacknowledged batches, for `buffer_memory` back-pressure.
+    queued_bytes: AtomicUsize,
+    /// Batches sealed and not yet completed, for `flush`.
+    pending_batches: AtomicUsize,
+    progress: Notify,
+    closed: AtomicBool,
+}
+
+/// A Sluice producer. Cheap to clone; clones share batches and connections.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data in a consistent state.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Producer {
+    pub fn new(client: Client, config: ProducerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                partition_counts: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+                sticky: Mutex::new(HashMap::new()),
+                queued_bytes: AtomicUsize::new(0),
+                pending_batches: AtomicUsize::new(0),
+                progress: Notify::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = lock(&self.inner.partition_counts).get(topic) {
+            return Ok(*n);
+        }
+        let n = crate::Admin::new(self.inner.client.clone()).partition_count(topic).await?;
+        lock(&self.inner.partition_counts).insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    fn queue(&self, topic: &str, partition: u32) -> Arc<PartitionQueue> {
+        let mut queues = lock(&self.inner.queues);
+        if let Some(q) = queues.get(&(topic.to_string(), partition)) {
+            return q.clone();
+        }
+        let q = Arc::new(PartitionQueue {
+            topic: topic.into(),
+            partition,
+            state: Mutex::new(QueueState::default()),
+            wake: Notify::new(),
+        });
+        queues.insert((topic.to_string(), partition), q.clone());
+        tokio::spawn(sender_loop(Arc::downgrade(&self.inner), q.clone()));
+        q
+    }
+
+    /// Adds a record to its partition's batch. Waits only when `buffer_memory` is
+    /// exhausted. The returned future resolves when the batch is acknowledged; it may be
+    /// dropped (the record is still sent; [`Producer::flush`] waits for it).
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ClientError::Closed);
+        }
+        let count = self.partition_count(&record.topic).await?;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partitioner::partition_for_key(k, count),
+            (None, None) => *lock(&self.inner.sticky)
+                .entry(record.topic.clone())
+                .or_insert_with(|| rand_index(count)),
+        };
+        let ts = record.timestamp_ms.unwrap_or_else(now_ms);
+        let q = self.queue(&record.topic, partition);
+        let cfg = &self.inner.config;
+        let (future, sealed_bytes, first) = {
+            let mut st = lock(&q.state);
+            let size = BatchBuilder::record_size(ts, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            let mut sealed_bytes = 0;
+            if st.open.as_ref().is_some_and(|o| !o.builder.is_empty() && o.builder.size_bytes() + size > cfg.batch_size)
+            {
+                sealed_bytes += seal(&mut st, &self.inner);
+            }
+            let first = st.open.is_none();
+            let open = st.open.get_or_insert_with(|| {
+                let (done, rx) = oneshot::channel();
+                OpenBatch {
+                    builder: BatchBuilder::with_capacity(cfg.batch_size.min(1 << 20)),
+                    started: Instant::now(),
+                    done,
+                    outcome: rx.shared(),
+                }
+            });
+            let index = open.builder.len();
+            open.builder.push(ts, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            let future = DeliveryFuture {
+                outcome: open.outcome.clone(),
+                index,
+                topic: q.topic.clone(),
+                partition,
+                timestamp_ms: ts,
+            };
+            if open.builder.size_bytes() >= cfg.batch_size {
+                sealed_bytes += seal(&mut st, &self.inner);
+            }
+            (future, sealed_bytes, first)
+        };
+        if sealed_bytes > 0 || first {
+            q.wake.notify_one();
+        }
+        if sealed_bytes > 0 && record.partition.is_none() && record.key.is_none() {
+            // Sticky partitioning (KIP-480): move on once a batch is complete.
+            lock(&self.inner.sticky).insert(record.topic.clone(), rand_index(count));
+        }
+        // Back-pressure: wait while too many bytes are queued.
+        while self.inner.queued_bytes.load(Ordering::Acquire) > cfg.buffer_memory {
+            let notified = self.inner.progress.notified();
+            if self.inner.queued_bytes.load(Ordering::Acquire) <= cfg.buffer_memory {
+                break;
+            }
+            notified.await;
+        }
+        Ok(future)
+    }
+
+    /// Sends every buffered record now and waits until all sent batches are
+    /// acknowledged or failed.
+    pub async fn flush(&self) {
+        let queues: Vec<Arc<PartitionQueue>> = lock(&self.inner.queues).values().cloned().collect();
+        for q in &queues {
+            let mut st = lock(&q.state);
+            if st.open.is_some() {
+                seal(&mut st, &self.inner);
+            }
+            st.flush_requested = true;
+            drop(st);
+            q.wake.notify_one();
+        }
+        loop {
+            let notified = self.inner.progress.notified();
+            if self.inner.pending_batches.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Flushes and stops the sender tasks; later sends fail with `Closed`.
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closed.store(true, Ordering::Release);
+        for q in lock(&self.inner.queues).values() {
+            q.wake.notify_one();
+        }
+    }
+}
+
+fn rand_index(n: u32) -> u32 {
+    // A cheap, well-spread choice; exact uniformity does not matter for stickiness.
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (nanos.wrapping_mul(2_654_435_761)) % n.max(1)
+}
+
+/// Moves the open batch to the sealed queue. Returns its size.
+fn seal(st: &mut QueueState, inner: &Inner) -> usize {
+    let Some(open) = st.open.take() else { return 0 };
+    let bytes = open.builder.finish();
+    let n = bytes.len();
+    inner.queued_bytes.fetch_add(n, Ordering::AcqRel);
+    inner.pending_batches.fetch_add(1, Ordering::AcqRel);
+    st.sealed.push_back(SealedBatch { bytes, done: open.done });
+    n
+}
+
+/// What the sender should do next.
+enum Next {
+    Send(SealedBatch),
+    WaitUntil(Instant),
+    Wait,
+}
+
+async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let next = {
+            let mut st = lock(&q.state);
+            if let Some(b) = st.sealed.pop_front() {
+                Next::Send(b)
+            } else if let Some(open) = &st.open {
+                let due = open.started + strong.config.linger;
+                if st.flush_requested || Instant::now() >= due {
+                    seal(&mut st, &strong);
+                    st.flush_requested = false;
+                    match st.sealed.pop_front() {
+                        Some(b) => Next::Send(b),
+                        None => Next::Wait,
+                    }
+                } else {
+                    Next::WaitUntil(due)
+                }
+            } else {
+                st.flush_requested = false;
+                Next::Wait
+            }
+        };
+        match next {
+            Next::Send(batch) => {
+                let len = batch.bytes.len();
+                let outcome = send_with_retries(&strong, &q, batch.bytes).await;
+                let _ = batch.done.send(outcome);
+                strong.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                strong.pending_batches.fetch_sub(1, Ordering::AcqRel);
+                strong.progress.notify_waiters();
+            }
+            Next::WaitUntil(due) => {
+                let closed = strong.closed.load(Ordering::Acquire);
+                drop(strong);
+                if closed {
+                    return;
+                }
+                let _ = tokio::time::timeout_at(due.into(), q.wake.notified()).await;
+            }
+            Next::Wait => {
+                let closed = strong.closed.load(Ordering::Acquire);
+                drop(strong);
+                if closed {
+                    return;
+                }
+                // Wake up now and then so a dropped producer ends this task.
+                let _ = tokio::time::timeout(Duration::from_secs(1), q.wake.notified()).await;
+            }
+        }
+    }
+}
+
+async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> BatchOutcome {
+    let deadline = Instant::now() + inner.config.delivery_timeout;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let req = pb::ProduceRequest {
+            topic: q.topic.to_string(),
+            partition: q.partition,
+            acks: inner.config.acks.to_proto() as i32,
+            batch: batch.clone(),
+            producer_id: -1,
+            base_sequence: -1,
+        };
+        let err = match inner.client.raw().produce(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                debug!(topic = %q.topic, partition = q.partition, base_offset = r.base_offset, "batch acknowledged");
+                return Ok((inner.config.acks != Acks::None).then_some(r.base_offset));
+            }
+            Err(s) => ClientError::from(s),
+        };
+        if !err.is_retriable() || Instant::now() + inner.config.retry_backoff >= deadline {
+            return Err(err);
+        }
+        warn!(topic = %q.topic, partition = q.partition, attempt, error = %err, "produce failed, retrying");
+        tokio::time::sleep(inner.config.retry_backoff).await;
+    }
+}
