@@ -113,15 +113,8 @@ impl Broker {
         let metadata: Arc<dyn MetadataStore> = Arc::new(LocalMetadata::open(&db)?);
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(db.clone(), metrics.clone());
-        let broker = Self {
-            config,
-            db,
-            metadata,
-            topics: RwLock::new(HashMap::new()),
-            group_commit,
-            metrics,
-            _lock: lock,
-        };
+        let broker =
+            Self { config, db, metadata, topics: RwLock::new(HashMap::new()), group_commit, metrics, _lock: lock };
         for spec in broker.metadata.topics()? {
             let topic = broker.open_topic(spec)?;
             broker.topics.write().map_err(|_| poisoned())?.insert(topic.spec.name.clone(), topic);
@@ -158,12 +151,10 @@ impl Broker {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<(Arc<Topic>, Arc<PartitionLog>)> {
         let t = self.topic(topic)?;
-        let p = t.partitions.get(partition as usize).cloned().ok_or_else(|| {
-            BrokerError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                count: t.partitions.len() as u32,
-            }
+        let p = t.partitions.get(partition as usize).cloned().ok_or_else(|| BrokerError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            count: t.partitions.len() as u32,
         })?;
         Ok((t, p))
     }
@@ -180,7 +171,10 @@ impl Broker {
         if name.starts_with(topic_name::INTERNAL_PREFIX) {
             return Err(BrokerError::InvalidTopicName {
                 name: name.into(),
-                reason: format!("names starting with '{}' are reserved for internal topics", topic_name::INTERNAL_PREFIX),
+                reason: format!(
+                    "names starting with '{}' are reserved for internal topics",
+                    topic_name::INTERNAL_PREFIX
+                ),
             });
         }
         let partitions = if partitions == 0 { self.config.default_partitions } else { partitions };
@@ -196,13 +190,7 @@ impl Broker {
         }
         // Validate config before anything is written.
         self.config.topic_defaults.with_overrides(&config)?;
-        let spec = TopicSpec {
-            name: name.to_string(),
-            partitions,
-            replication_factor: 1,
-            config,
-            internal: false,
-        };
+        let spec = TopicSpec { name: name.to_string(), partitions, replication_factor: 1, config, internal: false };
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         if topics.contains_key(name) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
@@ -281,11 +269,8 @@ impl Broker {
     /// Every topic (internal ones only when asked), sorted by name.
     pub fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>> {
         let topics: Vec<Arc<Topic>> = self.topics.read().map_err(|_| poisoned())?.values().cloned().collect();
-        let mut out: Vec<TopicInfo> = topics
-            .iter()
-            .filter(|t| include_internal || !t.spec.internal)
-            .map(|t| self.describe(t))
-            .collect();
+        let mut out: Vec<TopicInfo> =
+            topics.iter().filter(|t| include_internal || !t.spec.internal).map(|t| self.describe(t)).collect();
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
     }
@@ -322,9 +307,7 @@ impl Broker {
         self.metrics.produce_bytes.get_or_create(&labels).inc_by(batch.len() as u64);
         self.metrics
             .produce_latency
-            .get_or_create(&crate::metrics::DurabilityLabels {
-                durability: t.config.durability.as_str().to_string(),
-            })
+            .get_or_create(&crate::metrics::DurabilityLabels { durability: t.config.durability.as_str().to_string() })
             .observe(started.elapsed().as_secs_f64());
         debug!(topic, partition, base_offset = header.base_offset, records = info.record_count, "appended");
         Ok(Appended {
@@ -388,10 +371,8 @@ impl Broker {
         };
         let mut total = 0;
         for t in topics {
-            let limits = RetentionLimits {
-                retention_ms: t.config.retention_ms,
-                retention_bytes: t.config.retention_bytes,
-            };
+            let limits =
+                RetentionLimits { retention_ms: t.config.retention_ms, retention_bytes: t.config.retention_bytes };
             if limits.retention_ms.is_none() && limits.retention_bytes.is_none() {
                 continue;
             }
@@ -429,12 +410,15 @@ impl Broker {
         self.metrics.partitions.set(n);
     }
 
+    /// Stops background work that holds the database (shutdown).
+    pub async fn close(&self) {
+        self.group_commit.stop().await;
+    }
+
     /// Flushes everything to disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+        tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| BrokerError::Storage(e.to_string()))??;
         Ok(())
     }
 }

@@ -63,8 +63,7 @@ impl Default for TopicConfig {
 }
 
 /// Configuration keys a topic may override.
-pub const TOPIC_CONFIG_KEYS: [&str; 4] =
-    ["retention.ms", "retention.bytes", "max.message.bytes", "durability"];
+pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention.ms", "retention.bytes", "max.message.bytes", "durability"];
 
 impl TopicConfig {
     /// Applies overrides (`key -> value`) over `self`, refusing unknown keys and bad
@@ -79,9 +78,7 @@ impl TopicConfig {
                 "max.message.bytes" => {
                     let n: u32 = v.parse().map_err(|_| bad("not a number"))?;
                     if !(64..=MAX_MESSAGE_BYTES_CEILING).contains(&n) {
-                        return Err(bad(&format!(
-                            "must be between 64 and {MAX_MESSAGE_BYTES_CEILING}"
-                        )));
+                        return Err(bad(&format!("must be between 64 and {MAX_MESSAGE_BYTES_CEILING}")));
                     }
                     c.max_message_bytes = n;
                 }
@@ -187,11 +184,9 @@ mod tests {
     fn bad_keys_and_values_name_the_key() {
         let err = TopicConfig::default().with_overrides(&overrides(&[("colour", "red")])).unwrap_err();
         assert!(err.to_string().contains("unknown topic config key 'colour'"), "{err}");
-        let err =
-            TopicConfig::default().with_overrides(&overrides(&[("durability", "maybe")])).unwrap_err();
+        let err = TopicConfig::default().with_overrides(&overrides(&[("durability", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("durability=maybe"), "{err}");
-        let err =
-            TopicConfig::default().with_overrides(&overrides(&[("retention.ms", "-5")])).unwrap_err();
+        let err = TopicConfig::default().with_overrides(&overrides(&[("retention.ms", "-5")])).unwrap_err();
         assert!(err.to_string().contains("retention.ms=-5"), "{err}");
     }
 }

@@ -28,11 +28,7 @@ impl SluiceService {
     fn fail(&self, rpc: &str, e: BrokerError) -> Status {
         let status = status(e);
         let code = format!("{:?}", status.code());
-        self.broker
-            .metrics()
-            .errors
-            .get_or_create(&crate::metrics::ErrorLabels { rpc: rpc.into(), code })
-            .inc();
+        self.broker.metrics().errors.get_or_create(&crate::metrics::ErrorLabels { rpc: rpc.into(), code }).inc();
         status
     }
 }
@@ -57,7 +53,9 @@ pub fn status(e: BrokerError) -> Status {
         }
         BrokerError::InvalidConfig(_) => (Code::InvalidArgument, E::InvalidConfig),
         BrokerError::InvalidRequest(_) => (Code::InvalidArgument, E::InvalidRequest),
-        BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Listen { .. } => (Code::Internal, E::StorageError),
+        BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Listen { .. } => {
+            (Code::Internal, E::StorageError)
+        }
         BrokerError::ShuttingDown => {
             detail.retriable = true;
             (Code::Unavailable, E::ShuttingDown)

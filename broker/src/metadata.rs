@@ -56,9 +56,7 @@ impl MetadataStore for LocalMetadata {
         self.tree
             .iter()
             .values()
-            .map(|v| {
-                serde_json::from_slice(&v?).map_err(|e| BrokerError::Storage(format!("topic metadata: {e}")))
-            })
+            .map(|v| serde_json::from_slice(&v?).map_err(|e| BrokerError::Storage(format!("topic metadata: {e}"))))
             .collect()
     }
 

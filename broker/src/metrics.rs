@@ -78,9 +78,9 @@ impl Metrics {
             fetch_bytes: Family::default(),
             fetch_latency: latency_histogram(),
             errors: Family::default(),
-            group_commit_requests: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 12),
-            ),
+            group_commit_requests: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1.0, 2.0, 12,
+            )),
             retention_deleted_batches: Family::default(),
             partition_size_bytes: Family::default(),
             partition_log_start: Family::default(),

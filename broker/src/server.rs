@@ -31,9 +31,7 @@ pub struct BrokerHandle {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() })
+    TcpListener::bind(addr).await.map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() })
 }
 
 /// Opens storage, binds the listeners and starts serving.
@@ -101,17 +99,30 @@ impl BrokerHandle {
     /// Waits until the server ends (after a shutdown, or a fatal server error), then
     /// flushes.
     pub async fn wait(self) -> Result<()> {
+        let addr = self.addr;
         let served = self.server.await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         self.broker.flush().await?;
+        self.broker.close().await;
+        // Connections that were open at shutdown hold the service (and so the database)
+        // until they are closed; wait for them so that the data directory is free when
+        // this returns.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&self.broker) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.broker) > 1 {
+            tracing::warn!("connections still open after shutdown; the data directory stays locked until they close");
+        }
+        drop(self.broker);
         info!("broker stopped; log flushed");
         match served {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(BrokerError::Listen { addr: self.addr.to_string(), reason: e.to_string() }),
-            Err(e) => Err(BrokerError::Listen { addr: self.addr.to_string(), reason: e.to_string() }),
+            Ok(Err(e)) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
+            Err(e) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
         }
     }
 
@@ -137,10 +148,8 @@ async fn retention_loop(broker: Arc<Broker>, every: std::time::Duration, mut shu
 }
 
 async fn metrics_server(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(broker);
+    let app =
+        Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).with_state(broker);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

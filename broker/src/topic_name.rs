@@ -14,18 +14,13 @@ pub fn validate(name: &str) -> Result<(), BrokerError> {
         return Err(invalid("the name is empty".into()));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(invalid(format!(
-            "{} characters, the limit is {MAX_TOPIC_NAME_LEN}",
-            name.len()
-        )));
+        return Err(invalid(format!("{} characters, the limit is {MAX_TOPIC_NAME_LEN}", name.len())));
     }
     if name == "." || name == ".." {
         return Err(invalid("'.' and '..' are not allowed".into()));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(invalid(format!(
-            "character {c:?} is not allowed (use letters, digits, '.', '_' and '-')"
-        )));
+        return Err(invalid(format!("character {c:?} is not allowed (use letters, digits, '.', '_' and '-')")));
     }
     Ok(())
 }

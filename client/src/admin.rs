@@ -52,18 +52,11 @@ impl Admin {
     }
 
     /// Sets configuration overrides; an empty value removes one.
-    pub async fn alter_topic_config(
-        &self,
-        name: &str,
-        set: BTreeMap<String, String>,
-    ) -> Result<pb::TopicDescription> {
+    pub async fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<pb::TopicDescription> {
         let r = self
             .client
             .raw()
-            .alter_topic_config(pb::AlterTopicConfigRequest {
-                name: name.to_string(),
-                set: set.into_iter().collect(),
-            })
+            .alter_topic_config(pb::AlterTopicConfigRequest { name: name.to_string(), set: set.into_iter().collect() })
             .await?;
         Ok(r.into_inner().topic.unwrap_or_default())
     }

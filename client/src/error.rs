@@ -37,9 +37,7 @@ impl ClientError {
     /// True when the same request may succeed if retried later.
     pub fn is_retriable(&self) -> bool {
         match self {
-            ClientError::Broker { code, detail, .. } => {
-                detail.retriable || matches!(code, tonic::Code::Unavailable)
-            }
+            ClientError::Broker { code, detail, .. } => detail.retriable || matches!(code, tonic::Code::Unavailable),
             ClientError::Transport(_) | ClientError::Timeout(_) => true,
             _ => false,
         }

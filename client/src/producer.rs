@@ -292,9 +292,7 @@ impl Producer {
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(k)) => partitioner::partition_for_key(k, count),
-            (None, None) => *lock(&self.inner.sticky)
-                .entry(record.topic.clone())
-                .or_insert_with(|| rand_index(count)),
+            (None, None) => *lock(&self.inner.sticky).entry(record.topic.clone()).or_insert_with(|| rand_index(count)),
         };
         let ts = record.timestamp_ms.unwrap_or_else(now_ms);
         let q = self.queue(&record.topic, partition);

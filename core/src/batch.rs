@@ -97,10 +97,7 @@ pub fn validate(batch: &[u8], max_message_bytes: usize) -> Result<BatchInfo, Bat
         return Err(BatchError::Empty);
     }
     if batch.len() < HEADER_LEN {
-        return Err(corrupt(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte batch header",
-            batch.len()
-        )));
+        return Err(corrupt(format!("{} bytes is shorter than the {HEADER_LEN}-byte batch header", batch.len())));
     }
     if batch[0] != MAGIC {
         return Err(corrupt(format!("unknown magic byte {} (expected {MAGIC})", batch[0])));
@@ -137,8 +134,8 @@ pub fn validate(batch: &[u8], max_message_bytes: usize) -> Result<BatchInfo, Bat
     let mut pos = HEADER_LEN;
     let mut count: u64 = 0;
     while pos < batch.len() {
-        let len = varint::get_u64(batch, &mut pos)
-            .ok_or_else(|| corrupt(format!("bad record length at byte {pos}")))?;
+        let len =
+            varint::get_u64(batch, &mut pos).ok_or_else(|| corrupt(format!("bad record length at byte {pos}")))?;
         let end = pos
             .checked_add(len as usize)
             .filter(|end| *end <= batch.len())
@@ -147,10 +144,7 @@ pub fn validate(batch: &[u8], max_message_bytes: usize) -> Result<BatchInfo, Bat
         count += 1;
     }
     if count != u64::from(info.record_count) {
-        return Err(corrupt(format!(
-            "header says {} records, batch holds {count}",
-            info.record_count
-        )));
+        return Err(corrupt(format!("header says {} records, batch holds {count}", info.record_count)));
     }
     Ok(info)
 }
@@ -193,12 +187,7 @@ impl BatchBuilder {
     }
 
     /// Upper bound of the bytes a record adds to a batch.
-    pub fn record_size(
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) -> usize {
+    pub fn record_size(timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
         let _ = timestamp_ms;
         // Worst case for the deltas: a 10-byte timestamp delta and a 5-byte offset delta.
         let body = body_len(i64::MIN, u32::MAX, key, value, headers);
@@ -206,13 +195,7 @@ impl BatchBuilder {
     }
 
     /// Appends a record; its offset delta is its position in the batch.
-    pub fn push(
-        &mut self,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) {
+    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) {
         if self.count == 0 {
             self.first_ts = timestamp_ms;
         }
@@ -253,13 +236,7 @@ impl BatchBuilder {
     }
 }
 
-fn body_len(
-    ts_delta: i64,
-    offset_delta: u32,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: &[Header],
-) -> usize {
+fn body_len(ts_delta: i64, offset_delta: u32, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
     let opt = |b: Option<&[u8]>| b.map_or(1, |b| varint::len_u64(b.len() as u64 + 1) + b.len());
     let zig = ((ts_delta << 1) ^ (ts_delta >> 63)) as u64;
     let mut n = varint::len_u64(zig)
@@ -387,8 +364,7 @@ mod tests {
         assert_eq!(info.record_count, 10);
         assert_eq!(info.first_timestamp_ms, 1_000);
         assert_eq!(info.max_timestamp_ms, 1_009);
-        let records: Vec<_> =
-            Records::new(batch, 500).expect("header").collect::<Result<_, _>>().expect("decode");
+        let records: Vec<_> = Records::new(batch, 500).expect("header").collect::<Result<_, _>>().expect("decode");
         assert_eq!(records.len(), 10);
         assert_eq!(records[3].offset, 503);
         assert_eq!(records[3].timestamp_ms, 1_003);

@@ -24,12 +24,8 @@ impl DataDirLock {
         let err = |reason: String| BrokerError::DataDir { path: dir.display().to_string(), reason };
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
         let path = dir.join("broker.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| match e.kind() {
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| match e.kind() {
                 ErrorKind::PermissionDenied => err("is not writable (permission denied)".into()),
                 _ => err(format!("is not writable: {e}")),
             })?;

@@ -18,6 +18,8 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
     tx: mpsc::UnboundedSender<Waiter>,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl GroupCommit {
@@ -25,9 +27,16 @@ impl GroupCommit {
     /// dropped.
     pub fn start(db: sled::Db, metrics: Arc<Metrics>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        tokio::spawn(async move {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
             let mut waiters = Vec::new();
-            while let Some(first) = rx.recv().await {
+            loop {
+                let first = tokio::select! {
+                    w = rx.recv() => w,
+                    _ = stopped.notified() => None,
+                };
+                let Some(first) = first else { break };
                 waiters.push(first);
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
@@ -47,7 +56,16 @@ impl GroupCommit {
                 }
             }
         });
-        Self { tx }
+        Self { tx, stop, task: Arc::new(std::sync::Mutex::new(Some(task))) }
+    }
+
+    /// Stops the task and waits until it has dropped its database handle.
+    pub async fn stop(&self) {
+        self.stop.notify_one();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Waits until a flush that started after this call has completed.

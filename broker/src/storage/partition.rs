@@ -121,11 +121,7 @@ impl IdxEntry {
     }
 
     fn of(h: &StoredBatchHeader) -> Self {
-        Self {
-            record_count: h.record_count,
-            stored_len: h.stored_len() as u32,
-            max_ts: h.max_timestamp_ms,
-        }
+        Self { record_count: h.record_count, stored_len: h.stored_len() as u32, max_ts: h.max_timestamp_ms }
     }
 }
 
@@ -249,18 +245,9 @@ impl PartitionLog {
     /// Appends a validated batch and returns its stored header (with the assigned base
     /// offset). The high watermark is not moved; call [`Self::advance_high_watermark`]
     /// once the batch is as durable as the topic requires.
-    pub fn append(
-        &self,
-        batch: &[u8],
-        info: BatchInfo,
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<StoredBatchHeader> {
+    pub fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32, now_ms: i64) -> Result<StoredBatchHeader> {
         let mut value = BytesMut::with_capacity(StoredBatchHeader::LEN + batch.len());
-        let mut state = self
-            .append_lock
-            .lock()
-            .map_err(|_| BrokerError::Storage("partition lock poisoned".into()))?;
+        let mut state = self.append_lock.lock().map_err(|_| BrokerError::Storage("partition lock poisoned".into()))?;
         let header = StoredBatchHeader {
             base_offset: state.log_end,
             record_count: info.record_count,
@@ -481,8 +468,7 @@ mod tests {
             append(&log, 10, i * 100);
         }
         let r = log.read(15, 1).expect("read");
-        let batches: Vec<_> =
-            sluice_core::StoredBatches::new(r.batches).collect::<Result<_, _>>().expect("decode");
+        let batches: Vec<_> = sluice_core::StoredBatches::new(r.batches).collect::<Result<_, _>>().expect("decode");
         assert_eq!(batches.len(), 1, "max_bytes=1 still returns one whole batch");
         assert_eq!(batches[0].header.base_offset, 10);
         let all = log.read(0, usize::MAX).expect("read all");
