@@ -92,7 +92,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_record() {
                     };
                     pending.push(tokio::spawn(async move { d.await.ok().map(|m| (m, value)) }));
                     v += 1;
-                    if v % 200 == 0 {
+                    if v.is_multiple_of(200) {
                         tokio::task::yield_now().await;
                     }
                 }

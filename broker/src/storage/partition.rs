@@ -151,12 +151,12 @@ impl PartitionLog {
         // and drop index entries beyond the log.
         let last_log = log.last()?.map(|(k, _)| offset_of(&k)).transpose()?;
         let last_idx = idx.last()?.map(|(k, _)| offset_of(&k)).transpose()?;
-        if let Some(li) = last_idx {
-            if last_log.is_none_or(|ll| li > ll) {
-                let from = last_log.map_or(0, |ll| ll + 1);
-                for k in idx.range(key(from)..).keys() {
-                    idx.remove(k?)?;
-                }
+        if let Some(li) = last_idx
+            && last_log.is_none_or(|ll| li > ll)
+        {
+            let from = last_log.map_or(0, |ll| ll + 1);
+            for k in idx.range(key(from)..).keys() {
+                idx.remove(k?)?;
             }
         }
         let repair_from = last_idx.map_or(0, |li| li + 1);
