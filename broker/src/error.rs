@@ -18,7 +18,7 @@ pub enum BrokerError {
         "offset {offset} is out of range for {topic}-{partition}: valid offsets are {log_start} to {high_watermark}"
     )]
     OffsetOutOfRange { topic: String, partition: u32, offset: i64, log_start: u64, high_watermark: u64 },
-    #[error("invalid config {0}")]
+    #[error("invalid config: {0}")]
     InvalidConfig(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -250,14 +250,14 @@ async fn topic_admin_errors_are_clear() {
         &s,
         Code::InvalidArgument,
         ErrorCode::InvalidConfig,
-        "invalid config retention.ms=soon: expected a non-negative number or -1 for unlimited",
+        "invalid config: retention.ms=soon: expected a non-negative number or -1 for unlimited",
     );
     let s = raw.create_topic(create("cfg", 1, &[("colour", "red")])).await.unwrap_err();
     assert_status(
         &s,
         Code::InvalidArgument,
         ErrorCode::InvalidConfig,
-        "invalid config unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability)",
+        "invalid config: unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability)",
     );
     let s = raw
         .alter_topic_config(proto::AlterTopicConfigRequest {
@@ -270,7 +270,7 @@ async fn topic_admin_errors_are_clear() {
         &s,
         Code::InvalidArgument,
         ErrorCode::InvalidConfig,
-        "invalid config durability=sometimes: durability must be 'interval' or 'always', not 'sometimes'",
+        "invalid config: durability=sometimes: durability must be 'interval' or 'always', not 'sometimes'",
     );
     let s = raw.delete_topic(proto::DeleteTopicRequest { name: "ghost".into() }).await.unwrap_err();
     assert_status(&s, Code::NotFound, ErrorCode::UnknownTopicOrPartition, "unknown topic 'ghost'");

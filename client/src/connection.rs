@@ -31,8 +31,12 @@ impl Client {
         let channel = endpoint.connect().await.map_err(|e| {
             let mut reason = e.to_string();
             let mut src = std::error::Error::source(&e);
+            // tonic's messages often repeat their source's text; keep each part once.
             while let Some(s) = src {
-                reason = format!("{reason}: {s}");
+                let part = s.to_string();
+                if !reason.contains(&part) {
+                    reason = format!("{reason}: {part}");
+                }
                 src = s.source();
             }
             err(reason)

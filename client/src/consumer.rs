@@ -115,13 +115,7 @@ impl Consumer {
     }
 
     async fn resolve(&self, topic: &str, partition: u32, start: StartOffset) -> Result<u64> {
-        let admin = crate::Admin::new(self.client.clone());
-        Ok(match start {
-            StartOffset::Offset(o) => o,
-            StartOffset::Earliest => admin.list_offset(topic, partition, pb::OffsetSpec::Earliest, 0).await?.0,
-            StartOffset::Latest => admin.list_offset(topic, partition, pb::OffsetSpec::Latest, 0).await?.0,
-            StartOffset::Timestamp(ts) => admin.list_offset(topic, partition, pb::OffsetSpec::Timestamp, ts).await?.0,
-        })
+        resolve(self.client.clone(), topic.to_string(), partition, start).await
     }
 
     /// Adds a partition to read from `start`. Unknown topics or partitions fail here.
@@ -240,7 +234,7 @@ impl Consumer {
                     AutoOffsetReset::None => return Err(e),
                 };
                 tracing::info!(%topic, partition, error = %e, "resetting position");
-                let position = self.resolve(&topic, partition, start).await?;
+                let position = resolve(self.client.clone(), topic.clone(), partition, start).await?;
                 if let Some(a) = self.assignments.get_mut(&key) {
                     a.position = position;
                 }
@@ -280,4 +274,16 @@ impl Consumer {
         a.position = position;
         Ok(())
     }
+}
+
+/// Resolves a start position to an offset. A free function over owned values so that
+/// the futures of `Consumer` stay `Send` (a `&Consumer` held across an await would not).
+async fn resolve(client: Client, topic: String, partition: u32, start: StartOffset) -> Result<u64> {
+    let admin = crate::Admin::new(client);
+    Ok(match start {
+        StartOffset::Offset(o) => o,
+        StartOffset::Earliest => admin.list_offset(&topic, partition, pb::OffsetSpec::Earliest, 0).await?.0,
+        StartOffset::Latest => admin.list_offset(&topic, partition, pb::OffsetSpec::Latest, 0).await?.0,
+        StartOffset::Timestamp(ts) => admin.list_offset(&topic, partition, pb::OffsetSpec::Timestamp, ts).await?.0,
+    })
 }

@@ -8,7 +8,7 @@
 //! let producer = Producer::new(client.clone(), ProducerConfig::default());
 //! let delivery = producer.send(ProducerRecord::new("orders").key("k").value("v")).await?;
 //! let meta = delivery.await?;
-//! println!("stored at {}-{}@{}", meta.topic, meta.partition, meta.offset);
+//! println!("stored at {}-{}@{:?}", meta.topic, meta.partition, meta.offset);
 //! # Ok(()) }
 //! ```
 

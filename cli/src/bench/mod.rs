@@ -1,12 +1,63 @@
-//! `sluice bench`: produce, consume and end-to-end benchmarks (owned by the bench work).
+//! `sluice bench`: produce, consume and end-to-end benchmarks, against an embedded
+//! broker, a `--broker`, or a transport-only server with storage switched off (the
+//! ceiling the gRPC path allows).
+//!
+//! - [`args`]: the command line.
+//! - [`session`]: what the bench runs against and the topic it uses.
+//! - [`embedded`]: the embedded broker, its memory and disk figures.
+//! - [`null_server`]: the transport-only server.
+//! - [`load`]: the producers (fixed rate or max throughput) and ack latency.
+//! - [`produce`], [`consume`], [`e2e`]: the workloads.
+//! - [`report`]: histogram, results, text and JSON output; [`progress`]: the bar.
 
-use clap::Args;
+mod args;
+mod consume;
+mod e2e;
+mod embedded;
+mod load;
+mod null_server;
+mod produce;
+mod progress;
+mod report;
+mod session;
 
-/// Arguments of `sluice bench` (to be filled by the bench implementation).
-#[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub use args::BenchArgs;
+use args::{Output, Workload};
+use session::Session;
 
-/// Runs a benchmark against `broker` (or an embedded broker when `None`).
-pub async fn run(_args: BenchArgs, _broker: Option<String>) -> anyhow::Result<()> {
-    anyhow::bail!("bench is being implemented")
+/// Runs a benchmark against `broker` (or an embedded broker when `None`) and prints
+/// its report on stdout; progress and notices go to stderr.
+pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> {
+    let (common, transport_only) = match &args.workload {
+        Workload::Produce(a) => (&a.common, a.transport_only),
+        Workload::Consume(a) => (&a.common, a.transport_only),
+        Workload::E2e(a) => (&a.common, false),
+    };
+    let session = Session::open(broker, transport_only, common).await?;
+    let outcome = tokio::select! {
+        r = async {
+            match &args.workload {
+                Workload::Produce(a) => produce::run(a, &session).await,
+                Workload::Consume(a) => consume::run(a, &session).await,
+                Workload::E2e(a) => e2e::run(a, &session).await,
+            }
+        } => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // The embedded broker and its directory go away whatever happened.
+    let (mut report, payload_bytes) = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            if let Err(close) = session.close(0).await {
+                eprintln!("bench: cleanup failed: {close:#}");
+            }
+            return Err(e);
+        }
+    };
+    report.broker = session.close(payload_bytes).await?;
+    match common.output {
+        Output::Text => println!("{}", report.text()),
+        Output::Json => println!("{}", report.json()),
+    }
+    Ok(())
 }

@@ -1,0 +1,218 @@
+//! What a bench runs against (an embedded broker, `--broker`, or the transport-only
+//! server) and the topic it uses; how both are set up and cleaned up.
+
+use std::{
+    collections::BTreeMap,
+    hash::{BuildHasher, RandomState},
+    time::Duration,
+};
+
+use anyhow::Context;
+use sluice_broker::config::MAX_MESSAGE_BYTES_CEILING;
+use sluice_client::{Admin, Client, ProducerConfig, proto::TopicDescription};
+
+use super::{
+    args::{Common, Stop, acks_str},
+    embedded::{EmbeddedBroker, ProcessMemory},
+    load::{Clock, LoadSpec},
+    null_server::NullServer,
+    report::{BrokerStats, Report, TargetInfo},
+};
+
+#[derive(Debug)]
+enum Backend {
+    Embedded(EmbeddedBroker),
+    External,
+    TransportOnly(NullServer),
+}
+
+/// A bench's broker and topic.
+#[derive(Debug)]
+pub struct Session {
+    backend: Backend,
+    pub addr: String,
+    pub target: TargetInfo,
+    pub topic: String,
+    pub partitions: u32,
+    /// The topic's effective durability, as the broker reports it.
+    pub durability: String,
+    /// True when the bench created the topic (it is empty at the start).
+    pub created: bool,
+    keep_topic: bool,
+}
+
+impl Session {
+    /// Starts the embedded or transport-only server if needed, then creates the topic
+    /// (or checks the one named by `--topic`).
+    pub async fn open(broker: Option<String>, transport_only: bool, common: &Common) -> anyhow::Result<Self> {
+        let (backend, addr, target) = match (broker, transport_only) {
+            (Some(_), true) => anyhow::bail!("--transport-only runs its own server; it cannot be used with --broker"),
+            (Some(addr), false) => {
+                let target = TargetInfo::External { address: addr.clone() };
+                (Backend::External, addr, target)
+            }
+            (None, true) => {
+                let server = NullServer::start(common.record_size, common.batch_size).await?;
+                let addr = server.addr.to_string();
+                (Backend::TransportOnly(server), addr.clone(), TargetInfo::TransportOnly { address: addr })
+            }
+            (None, false) => {
+                let broker = EmbeddedBroker::start().await?;
+                let addr = broker.addr().to_string();
+                let data_dir = broker.data_dir().display().to_string();
+                eprintln!("bench: started an embedded broker at {addr} with data in {data_dir}");
+                (Backend::Embedded(broker), addr.clone(), TargetInfo::Embedded { address: addr, data_dir })
+            }
+        };
+        let topic = match prepare_topic(&addr, common).await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = backend.stop().await;
+                return Err(e);
+            }
+        };
+        let (name, created, desc) = topic;
+        Ok(Self {
+            backend,
+            addr,
+            target,
+            partitions: desc.partitions.len() as u32,
+            durability: desc.config.get("durability").cloned().unwrap_or_else(|| "unknown".into()),
+            topic: name,
+            created,
+            keep_topic: common.keep_topic,
+        })
+    }
+
+    /// The load a workload sends: `common`'s producer settings against this topic.
+    pub fn load(&self, common: &Common, stop: Stop, rate: Option<u64>, stamp: bool, clock: Clock) -> LoadSpec {
+        let defaults = ProducerConfig::default();
+        LoadSpec {
+            addr: self.addr.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            producers: common.producers,
+            record_size: common.record_size,
+            stop,
+            rate,
+            config: ProducerConfig {
+                acks: common.acks,
+                linger: Duration::from_millis(common.linger_ms),
+                batch_size: common.batch_size,
+                // Room for a few full batches even when they are large.
+                buffer_memory: defaults.buffer_memory.max(4 * common.batch_size),
+                ..defaults
+            },
+            stamp,
+            clock,
+        }
+    }
+
+    /// A report with this session's and `common`'s settings filled in.
+    pub fn report(&self, workload: &'static str, common: &Common) -> Report {
+        Report {
+            workload,
+            target: self.target.clone(),
+            topic: self.topic.clone(),
+            records: 0,
+            record_size: common.record_size,
+            producers: common.producers,
+            consumers: 0,
+            partitions: self.partitions,
+            acks: acks_str(common.acks).to_string(),
+            durability: self.durability.clone(),
+            batch_size: common.batch_size,
+            linger_ms: common.linger_ms,
+            rate: None,
+            elapsed_s: 0.0,
+            records_per_sec: 0.0,
+            mb_per_sec: 0.0,
+            latency: None,
+            errors: 0,
+            first_error: None,
+            fill: None,
+            broker: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Ends the run. For an embedded broker, returns its memory and disk figures
+    /// (`payload_bytes` is what the bench wrote); on `--broker`, deletes the topic the
+    /// bench created unless asked to keep it.
+    pub async fn close(self, payload_bytes: u64) -> anyhow::Result<Option<BrokerStats>> {
+        match self.backend {
+            Backend::Embedded(broker) => {
+                let memory = ProcessMemory::read();
+                let stored = stored_bytes(&self.addr, &self.topic).await.ok();
+                let disk = broker.stop().await?;
+                Ok(Some(BrokerStats {
+                    process_rss_bytes: memory.rss_bytes,
+                    process_peak_rss_bytes: memory.peak_rss_bytes,
+                    data_dir_bytes: disk.allocated_bytes,
+                    data_dir_apparent_bytes: disk.apparent_bytes,
+                    stored_log_bytes: stored,
+                    payload_bytes,
+                }))
+            }
+            Backend::External => {
+                if self.created && !self.keep_topic {
+                    let admin = Admin::new(Client::connect(&self.addr).await?);
+                    admin.delete_topic(&self.topic).await.with_context(|| format!("cannot delete {}", self.topic))?;
+                }
+                Ok(None)
+            }
+            Backend::TransportOnly(server) => {
+                server.stop().await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Backend {
+    async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Backend::Embedded(b) => b.stop().await.map(|_| ()),
+            Backend::External => Ok(()),
+            Backend::TransportOnly(s) => s.stop().await,
+        }
+    }
+}
+
+/// Creates `bench-<random>` with `common`'s partitions and durability, or describes
+/// the topic named by `--topic`. Returns its name, whether it was created, and its
+/// description.
+async fn prepare_topic(addr: &str, common: &Common) -> anyhow::Result<(String, bool, TopicDescription)> {
+    let admin = Admin::new(Client::connect(addr).await?);
+    if let Some(name) = &common.topic {
+        let desc = admin.describe_topic(name).await.with_context(|| format!("cannot use topic '{name}'"))?;
+        return Ok((name.clone(), false, desc));
+    }
+    let name = format!("bench-{:08x}", RandomState::new().hash_one(std::process::id()) as u32);
+    let mut config = BTreeMap::from([("durability".to_string(), common.durability.as_str().to_string())]);
+    // A batch holds up to batch.size bytes, or one record that is larger.
+    let largest_batch = common.batch_size.max(common.record_size + 64) as u64;
+    const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1024 * 1024 + 12;
+    if largest_batch > DEFAULT_MAX_MESSAGE_BYTES {
+        let max = largest_batch.min(u64::from(MAX_MESSAGE_BYTES_CEILING));
+        config.insert("max.message.bytes".to_string(), max.to_string());
+    }
+    let desc = admin
+        .create_topic(&name, common.partitions, config)
+        .await
+        .with_context(|| format!("cannot create topic '{name}'"))?;
+    Ok((name, true, desc))
+}
+
+/// Bytes the broker stores for `topic` (broker headers + batches).
+async fn stored_bytes(addr: &str, topic: &str) -> anyhow::Result<u64> {
+    let admin = Admin::new(Client::connect(addr).await?);
+    Ok(admin.describe_topic(topic).await?.partitions.iter().map(|p| p.size_bytes).sum())
+}
+
+/// Records in `topic` from the log start to the high watermark.
+pub async fn records_in(addr: &str, topic: &str) -> anyhow::Result<u64> {
+    let admin = Admin::new(Client::connect(addr).await?);
+    let desc = admin.describe_topic(topic).await?;
+    Ok(desc.partitions.iter().map(|p| p.high_watermark.saturating_sub(p.log_start_offset)).sum())
+}

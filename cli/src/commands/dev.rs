@@ -1,0 +1,80 @@
+//! `sluice dev`: a standalone broker in this process, in the foreground, until Ctrl-C
+//! or SIGTERM.
+
+use std::{io::Write, net::SocketAddr, path::Path};
+
+use anyhow::{Context, Result};
+use sluice_broker::BrokerConfig;
+use tracing::info;
+
+use crate::args::{DEFAULT_BROKER, DevArgs, MetricsListen};
+
+/// The first line of the banner; tests and scripts read the bound address from it.
+pub const LISTENING: &str = "Sluice dev broker listening on";
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    sluice_broker::telemetry::init(&args.log_format);
+    let mut config = BrokerConfig::standalone(&args.data_dir, args.listen);
+    config.metrics_listen = match args.metrics_listen {
+        MetricsListen::Off => None,
+        MetricsListen::On(a) => Some(a),
+    };
+    // Listen before opening storage: a signal during start-up then stops the broker
+    // gracefully right after it is up, instead of killing it while it opens the log.
+    let stop = crate::signal::listen();
+    let handle = sluice_broker::start(config).await.context("cannot start the broker")?;
+    let trigger = handle.shutdown_trigger();
+    tokio::spawn(async move {
+        stop.await;
+        info!("shutdown signal received, stopping");
+        let _ = trigger.send(true);
+    });
+    // Only now, with the handlers in place, tell the user (and scripts) it is up.
+    print_banner(&banner(handle.addr, handle.metrics_addr, &args.data_dir));
+    handle.wait().await.context("the broker stopped with an error")
+}
+
+/// Writes the banner to stdout, ignoring a closed stdout (the broker keeps running).
+fn print_banner(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn banner(addr: SocketAddr, metrics: Option<SocketAddr>, data_dir: &Path) -> String {
+    let mut s = format!("{LISTENING} {addr}\n");
+    s.push_str(&format!("  data dir: {}\n", data_dir.display()));
+    match metrics {
+        Some(m) => s.push_str(&format!("  metrics:  http://{m}/metrics\n")),
+        None => s.push_str("  metrics:  off\n"),
+    }
+    s.push_str("\nTry it, in another terminal:\n");
+    if addr.to_string() != DEFAULT_BROKER {
+        s.push_str(&format!("  export SLUICE_BROKER={addr}\n"));
+    }
+    s.push_str("  sluice topic create demo --partitions 3\n");
+    s.push_str("  seq 1 1000 | sluice produce demo\n");
+    s.push_str("  sluice consume demo --from-beginning --count 1000\n");
+    s.push_str("  sluice topic describe demo\n");
+    s.push_str("\nPress Ctrl-C to stop.\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banner_names_address_metrics_and_export_when_not_default() {
+        let addr: SocketAddr = "127.0.0.1:4000".parse().expect("address");
+        let b = banner(addr, None, Path::new("/tmp/d"));
+        assert!(b.starts_with("Sluice dev broker listening on 127.0.0.1:4000\n"), "{b}");
+        assert!(b.contains("export SLUICE_BROKER=127.0.0.1:4000"), "{b}");
+        assert!(b.contains("metrics:  off"), "{b}");
+
+        let default: SocketAddr = DEFAULT_BROKER.parse().expect("address");
+        let b = banner(default, Some(addr), Path::new("d"));
+        assert!(!b.contains("export"), "{b}");
+        assert!(b.contains("http://127.0.0.1:4000/metrics"), "{b}");
+    }
+}

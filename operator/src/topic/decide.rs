@@ -1,0 +1,204 @@
+//! What a Topic's status should be, given what the operator observed: a pure function,
+//! so every branch (invalid spec, missing cluster, duplicate name, shrink, too few
+//! brokers) is tested without an API server.
+
+use std::collections::BTreeSet;
+
+use sluice_crd::conditions::{DEGRADED, PROGRESSING, READY};
+use sluice_crd::{ClusterSpec, PartitionStatus, TopicSpec};
+
+use super::placement::{self, Candidate, PlacementError};
+use super::validate;
+use crate::conditions::Decided;
+
+/// What the reconciler observed about one Topic.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    pub metadata_name: &'a str,
+    pub spec: &'a TopicSpec,
+    /// Current `status.partitions`.
+    pub partitions: &'a [PartitionStatus],
+    /// The Cluster named by `spec.cluster`, if it exists.
+    pub cluster: Option<&'a ClusterSpec>,
+    /// An older Topic of the same cluster using the same topic name.
+    pub older_duplicate: Option<&'a str>,
+    /// Live brokers of the cluster.
+    pub live: &'a [Candidate],
+}
+
+/// The status to write (before timestamps) and an Event to publish if something is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub topic_name: String,
+    pub partitions: Vec<PartitionStatus>,
+    pub conditions: Vec<Decided>,
+    /// `(reason, message)` of a Warning Event.
+    pub warning: Option<(String, String)>,
+}
+
+pub fn decide(o: &Observed<'_>) -> Decision {
+    let topic_name = validate::topic_name(o.spec, o.metadata_name).to_string();
+    let mut partitions = o.partitions.to_vec();
+    let not_ready = |reason: &str, message: String, progressing: bool, warn: bool, partitions: Vec<PartitionStatus>| {
+        Decision {
+            topic_name: topic_name.clone(),
+            partitions,
+            conditions: vec![
+                Decided::new(READY, false, reason, message.clone()),
+                Decided::new(PROGRESSING, progressing, reason, if progressing { message.clone() } else { String::new() }),
+                Decided::new(DEGRADED, false, "AsExpected", ""),
+            ],
+            warning: warn.then(|| (reason.to_string(), message)),
+        }
+    };
+
+    let mut problems = validate::problems(o.spec, o.metadata_name);
+    if let Some(c) = o.cluster
+        && o.spec.replication_factor > c.brokers
+    {
+        problems.push(format!(
+            "spec.replicationFactor ({}) is larger than the {} brokers of Cluster {:?}",
+            o.spec.replication_factor, c.brokers, o.spec.cluster
+        ));
+    }
+    if !problems.is_empty() {
+        return not_ready("InvalidSpec", problems.join("; "), false, true, partitions);
+    }
+    if o.cluster.is_none() {
+        let msg = format!("waiting for Cluster {:?} in this namespace", o.spec.cluster);
+        return not_ready("ClusterNotFound", msg, true, false, partitions);
+    }
+    if let Some(older) = o.older_duplicate {
+        let msg = format!("topic name {topic_name:?} is already used by the older Topic {older:?}; rename this one");
+        return not_ready("DuplicateTopicName", msg, false, true, partitions);
+    }
+
+    let live: BTreeSet<i32> = o.live.iter().map(|b| b.id).collect();
+    placement::elect_leaders(&mut partitions, &live);
+    let desired = usize::try_from(o.spec.partitions).unwrap_or(0);
+    if desired < partitions.len() {
+        let msg = format!(
+            "spec.partitions is {desired} but the topic has {} partitions; partitions cannot be removed (set it back to {})",
+            partitions.len(),
+            partitions.len()
+        );
+        return not_ready("PartitionShrinkRefused", msg, false, true, partitions);
+    }
+    let rf = usize::try_from(o.spec.replication_factor).unwrap_or(0);
+    let partitions = match placement::place(&partitions, desired, rf, o.live) {
+        Ok(p) => p,
+        Err(PlacementError::NotEnoughBrokers { live, needed }) => {
+            let msg = format!("{live} live brokers, replication factor {needed} needs {needed}; waiting for brokers");
+            return not_ready("InsufficientBrokers", msg, true, false, partitions);
+        }
+    };
+
+    let leaderless: Vec<i32> = partitions.iter().filter(|p| p.leader.is_none()).map(|p| p.partition).collect();
+    let down: BTreeSet<i32> = partitions.iter().flat_map(|p| p.replicas.iter().copied()).filter(|r| !live.contains(r)).collect();
+    let degraded = if down.is_empty() {
+        Decided::new(DEGRADED, false, "AsExpected", "")
+    } else {
+        Decided::new(DEGRADED, true, "BrokersNotLive", format!("replicas on brokers {down:?} are not live"))
+    };
+    let ready = if leaderless.is_empty() {
+        Decided::new(READY, true, "Placed", format!("{} partitions placed, every one has a live leader", partitions.len()))
+    } else {
+        Decided::new(READY, false, "NoLeader", format!("partitions {leaderless:?} have no live in-sync replica"))
+    };
+    Decision {
+        topic_name,
+        partitions,
+        conditions: vec![ready, Decided::new(PROGRESSING, false, "AsExpected", ""), degraded],
+        warning: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::validate::tests::spec;
+
+    fn cluster(brokers: i32) -> ClusterSpec {
+        serde_json::from_value(serde_json::json!({ "brokers": brokers })).unwrap()
+    }
+
+    fn live(ids: &[i32]) -> Vec<Candidate> {
+        ids.iter().map(|&id| Candidate { id, rack: None }).collect()
+    }
+
+    fn ready(d: &Decision) -> (&str, bool) {
+        let c = &d.conditions[0];
+        (c.reason.as_str(), c.status == sluice_crd::ConditionStatus::True)
+    }
+
+    #[test]
+    fn places_grows_and_refuses_shrink() {
+        let c = cluster(3);
+        let brokers = live(&[0, 1, 2]);
+        let s6 = spec(6, 3);
+        let o = Observed {
+            metadata_name: "t",
+            spec: &s6,
+            partitions: &[],
+            cluster: Some(&c),
+            older_duplicate: None,
+            live: &brokers,
+        };
+        let d6 = decide(&o);
+        assert_eq!(ready(&d6), ("Placed", true));
+        assert_eq!(d6.partitions.len(), 6);
+        assert_eq!(d6.topic_name, "t");
+        let s9 = spec(9, 3);
+        let d9 = decide(&Observed { spec: &s9, partitions: &d6.partitions, ..o });
+        assert_eq!(d9.partitions.len(), 9);
+        assert_eq!(&d9.partitions[..6], &d6.partitions[..]);
+        let s3 = spec(3, 3);
+        let d3 = decide(&Observed { spec: &s3, partitions: &d9.partitions, ..o });
+        assert_eq!(ready(&d3), ("PartitionShrinkRefused", false));
+        assert_eq!(d3.partitions, d9.partitions);
+        assert!(d3.warning.is_some());
+    }
+
+    #[test]
+    fn waits_for_cluster_and_brokers_and_refuses_duplicates() {
+        let c = cluster(3);
+        let s = spec(2, 2);
+        let none = live(&[]);
+        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: None, older_duplicate: None, live: &none };
+        let d = decide(&o);
+        assert_eq!(ready(&d), ("ClusterNotFound", false));
+        assert!(d.warning.is_none());
+        let d = decide(&Observed { cluster: Some(&c), ..o });
+        assert_eq!(ready(&d), ("InsufficientBrokers", false));
+        assert!(d.partitions.is_empty());
+        let d = decide(&Observed { cluster: Some(&c), older_duplicate: Some("first"), ..o });
+        assert_eq!(ready(&d), ("DuplicateTopicName", false));
+        assert!(d.conditions[0].message.contains("\"first\""));
+    }
+
+    #[test]
+    fn invalid_spec_and_replication_above_cluster_size() {
+        let c = cluster(2);
+        let s = spec(1, 3);
+        let brokers = live(&[0, 1]);
+        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: Some(&c), older_duplicate: None, live: &brokers };
+        let d = decide(&o);
+        assert_eq!(ready(&d), ("InvalidSpec", false));
+        assert!(d.conditions[0].message.contains("larger than the 2 brokers"), "{:?}", d.conditions[0]);
+        assert!(d.warning.is_some());
+    }
+
+    #[test]
+    fn dead_leader_is_replaced_and_degraded_reported() {
+        let c = cluster(3);
+        let s = spec(3, 2);
+        let all = live(&[0, 1, 2]);
+        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: Some(&c), older_duplicate: None, live: &all };
+        let placed = decide(&o).partitions;
+        let two = live(&[1, 2]);
+        let d = decide(&Observed { partitions: &placed, live: &two, ..o });
+        assert_eq!(ready(&d), ("Placed", true));
+        assert!(d.partitions.iter().all(|p| p.leader != Some(0)));
+        assert_eq!(d.conditions[2].reason, "BrokersNotLive");
+    }
+}

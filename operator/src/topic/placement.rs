@@ -1,0 +1,209 @@
+//! Partition placement and leadership, as pure functions of the current placement, the
+//! desired partition count and the live brokers.
+//!
+//! New partitions go to the live brokers holding the fewest replicas of the topic
+//! (ties broken by a rotation on the partition number, so equal loads still spread),
+//! one replica per rack first when racks are known; the leader is the chosen replica
+//! leading the fewest partitions. Existing partitions never move: only their leader
+//! changes, when it is not live, to the first live in-sync replica (epoch + 1).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_crd::PartitionStatus;
+
+/// A broker that may receive replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: i32,
+    pub rack: Option<String>,
+}
+
+/// Why new partitions could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacementError {
+    /// Fewer live brokers than the replication factor.
+    NotEnoughBrokers { live: usize, needed: usize },
+}
+
+/// `current` extended to `partitions` entries (never shortened).
+pub fn place(
+    current: &[PartitionStatus],
+    partitions: usize,
+    replication_factor: usize,
+    live: &[Candidate],
+) -> Result<Vec<PartitionStatus>, PlacementError> {
+    let mut out = current.to_vec();
+    if out.len() >= partitions {
+        return Ok(out);
+    }
+    if live.len() < replication_factor || replication_factor == 0 {
+        return Err(PlacementError::NotEnoughBrokers { live: live.len(), needed: replication_factor });
+    }
+    let mut replicas: BTreeMap<i32, usize> = live.iter().map(|b| (b.id, 0)).collect();
+    let mut leaders: BTreeMap<i32, usize> = replicas.clone();
+    for p in &out {
+        for r in &p.replicas {
+            if let Some(n) = replicas.get_mut(r) {
+                *n += 1;
+            }
+        }
+        if let Some(n) = p.leader.and_then(|l| leaders.get_mut(&l)) {
+            *n += 1;
+        }
+    }
+    let racks_known = live.iter().any(|b| b.rack.is_some());
+    for partition in out.len()..partitions {
+        let mut chosen: Vec<&Candidate> = Vec::with_capacity(replication_factor);
+        let mut used_racks = BTreeSet::new();
+        for _ in 0..replication_factor {
+            let pick = live
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !chosen.iter().any(|c| c.id == b.id))
+                .min_by_key(|(i, b)| {
+                    let rack_used = racks_known && b.rack.as_ref().is_some_and(|r| used_racks.contains(r));
+                    let rotation = (i + live.len() - partition % live.len()) % live.len();
+                    (rack_used, replicas[&b.id], rotation)
+                })
+                .map(|(_, b)| b);
+            let Some(b) = pick else { break };
+            if let Some(r) = &b.rack {
+                used_racks.insert(r.clone());
+            }
+            chosen.push(b);
+        }
+        let mut ids: Vec<i32> = chosen.iter().map(|b| b.id).collect();
+        // Lead with the chosen replica that leads the least; it goes first (preferred leader).
+        if let Some(pos) = (0..ids.len()).min_by_key(|&i| (leaders[&ids[i]], i)) {
+            let leader = ids.remove(pos);
+            ids.insert(0, leader);
+        }
+        for id in &ids {
+            *replicas.entry(*id).or_default() += 1;
+        }
+        let leader = ids.first().copied();
+        if let Some(l) = leader {
+            *leaders.entry(l).or_default() += 1;
+        }
+        out.push(PartitionStatus {
+            partition: i32::try_from(partition).unwrap_or(i32::MAX),
+            replicas: ids.clone(),
+            leader,
+            leader_epoch: 0,
+            isr: ids,
+        });
+    }
+    Ok(out)
+}
+
+/// Elects a new leader for every partition whose leader is not live: the first live
+/// in-sync replica, with the leader epoch bumped. A partition with no live in-sync
+/// replica is left without a leader (epoch bumped once, when the leader goes).
+pub fn elect_leaders(partitions: &mut [PartitionStatus], live: &BTreeSet<i32>) {
+    for p in partitions {
+        if p.leader.is_some_and(|l| live.contains(&l)) {
+            continue;
+        }
+        let next = p.replicas.iter().copied().find(|r| p.isr.contains(r) && live.contains(r));
+        if next != p.leader {
+            p.leader = next;
+            p.leader_epoch += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brokers(ids: &[i32]) -> Vec<Candidate> {
+        ids.iter().map(|&id| Candidate { id, rack: None }).collect()
+    }
+
+    fn counts(ps: &[PartitionStatus]) -> (BTreeMap<i32, usize>, BTreeMap<i32, usize>) {
+        let mut replicas = BTreeMap::new();
+        let mut leaders = BTreeMap::new();
+        for p in ps {
+            for r in &p.replicas {
+                *replicas.entry(*r).or_insert(0) += 1;
+            }
+            *leaders.entry(p.leader.unwrap()).or_insert(0) += 1;
+        }
+        (replicas, leaders)
+    }
+
+    #[test]
+    fn spreads_replicas_and_leaders_evenly() {
+        let ps = place(&[], 6, 2, &brokers(&[0, 1, 2])).unwrap();
+        assert_eq!(ps.len(), 6);
+        let (replicas, leaders) = counts(&ps);
+        assert_eq!(replicas.values().copied().collect::<Vec<_>>(), vec![4, 4, 4]);
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+        for (i, p) in ps.iter().enumerate() {
+            assert_eq!(p.partition, i as i32);
+            assert_eq!(p.leader, Some(p.replicas[0]));
+            assert_eq!(p.isr, p.replicas);
+            let distinct: BTreeSet<_> = p.replicas.iter().collect();
+            assert_eq!(distinct.len(), 2);
+        }
+    }
+
+    #[test]
+    fn growing_keeps_existing_partitions_and_stays_even() {
+        let six = place(&[], 6, 3, &brokers(&[0, 1, 2])).unwrap();
+        let nine = place(&six, 9, 3, &brokers(&[0, 1, 2])).unwrap();
+        assert_eq!(&nine[..6], &six[..]);
+        let (_, leaders) = counts(&nine);
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![3, 3, 3]);
+        // Never shrinks.
+        assert_eq!(place(&nine, 3, 3, &brokers(&[0, 1, 2])).unwrap(), nine);
+    }
+
+    #[test]
+    fn only_live_brokers_and_refuses_too_few() {
+        let ps = place(&[], 4, 1, &brokers(&[0, 2])).unwrap();
+        assert!(ps.iter().all(|p| p.replicas[0] != 1));
+        assert_eq!(
+            place(&[], 1, 3, &brokers(&[0, 2])),
+            Err(PlacementError::NotEnoughBrokers { live: 2, needed: 3 })
+        );
+    }
+
+    #[test]
+    fn rack_aware_puts_replicas_in_distinct_racks() {
+        let live: Vec<Candidate> = [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")]
+            .iter()
+            .map(|&(id, r)| Candidate { id, rack: Some(r.into()) })
+            .collect();
+        let rack = |id: i32| live.iter().find(|b| b.id == id).unwrap().rack.clone().unwrap();
+        let ps = place(&[], 12, 3, &live).unwrap();
+        for p in &ps {
+            let racks: BTreeSet<_> = p.replicas.iter().map(|&id| rack(id)).collect();
+            assert_eq!(racks.len(), 3, "{p:?}");
+        }
+        let (replicas, _) = counts(&ps);
+        assert!(replicas.values().all(|&n| n == 6), "{replicas:?}");
+    }
+
+    #[test]
+    fn leader_moves_to_live_isr_member_with_epoch_bump() {
+        let mut ps = place(&[], 3, 3, &brokers(&[0, 1, 2])).unwrap();
+        let before = ps.clone();
+        elect_leaders(&mut ps, &[0, 1, 2].into());
+        assert_eq!(ps, before);
+        elect_leaders(&mut ps, &[1, 2].into());
+        for (p, b) in ps.iter().zip(&before) {
+            if b.leader == Some(0) {
+                assert_ne!(p.leader, Some(0));
+                assert_eq!(p.leader_epoch, 1);
+            } else {
+                assert_eq!(p, b);
+            }
+        }
+        elect_leaders(&mut ps, &BTreeSet::new());
+        assert!(ps.iter().all(|p| p.leader.is_none()));
+        let epochs: Vec<_> = ps.iter().map(|p| p.leader_epoch).collect();
+        elect_leaders(&mut ps, &BTreeSet::new());
+        assert_eq!(ps.iter().map(|p| p.leader_epoch).collect::<Vec<_>>(), epochs);
+    }
+}
