@@ -1,3 +1,63 @@
-//! The Sluice Kubernetes operator: CRD types (`Cluster`, `Topic`, `ConsumerGroup`) and
-//! their reconcilers. Not built yet; the broker's standalone mode does not depend on it.
-//! See `docs/architecture.md` for the plan and the issue tracker for its status.
+//! The Sluice Kubernetes operator: the active controller of a Sluice installation, as
+//! ZooKeeper's controller was for Kafka.
+//!
+//! - [`cluster`]: Cluster → StatefulSet, Services, ConfigMap, PDB, broker RBAC; status
+//!   with per-broker liveness from broker Leases.
+//! - [`topic`]: Topic → partition placement, leaders and leader epochs in the status;
+//!   a finalizer for deletion.
+//! - [`leader`]: only the holder of Lease `sluice-operator` runs the controllers.
+//! - [`liveness`], [`conditions`]: pure helpers; `*/decide.rs` and
+//!   `topic/placement.rs` hold every domain decision as pure, unit-tested functions.
+//! - [`metrics`], [`cli`], [`crdgen`]: the process around them.
+//!
+//! The CRD types live in the `sluice-crd` crate, which brokers also use.
+
+pub mod cli;
+pub mod cluster;
+pub mod conditions;
+pub mod context;
+pub mod crdgen;
+pub mod leader;
+pub mod liveness;
+pub mod metrics;
+pub mod runtime;
+pub mod topic;
+
+/// Field manager of every server-side apply and status patch the operator makes.
+pub const MANAGER: &str = "sluice-operator";
+
+/// Everything that can go wrong in a reconcile or in the process around it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("encoding: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+    #[error("client configuration: {0}")]
+    Config(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The `error` label of the failure metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::Lease(_) => "lease",
+            Error::Json(_) => "json",
+            Error::MissingField(_) => "missing_field",
+            Error::Config(_) => "config",
+            Error::Io(_) => "io",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

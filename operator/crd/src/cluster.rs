@@ -20,12 +20,12 @@ use crate::Condition;
     shortname = "slc",
     category = "sluice",
     doc = "A Sluice cluster: brokers run as a StatefulSet managed by the operator",
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.brokers"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyBrokers"),
-    printcolumn(name = "Live", type_ = "integer", json_path = ".status.liveBrokers"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.brokers"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyBrokers"}"#,
+    printcolumn = r#"{"name":"Live","type":"integer","jsonPath":".status.liveBrokers"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {

@@ -18,11 +18,11 @@ use crate::Condition;
     shortname = "slcg",
     category = "sluice",
     doc = "A Sluice consumer group: members, committed offsets and lag",
-    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Members", type_ = "integer", json_path = ".status.members"),
-    printcolumn(name = "Total-Lag", type_ = "integer", json_path = ".status.totalLag"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.cluster"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.members"}"#,
+    printcolumn = r#"{"name":"Total-Lag","type":"integer","jsonPath":".status.totalLag"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSpec {

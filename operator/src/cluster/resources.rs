@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::Affinity;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec,
+    PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
-use k8s_openapi::api::core::v1::Affinity;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -187,7 +187,11 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
             failure_threshold: Some(6),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..Default::default() }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     };
     let spread = |key: &str, weight| WeightedPodAffinityTerm {

@@ -39,18 +39,22 @@ pub struct Decision {
 pub fn decide(o: &Observed<'_>) -> Decision {
     let topic_name = validate::topic_name(o.spec, o.metadata_name).to_string();
     let mut partitions = o.partitions.to_vec();
-    let not_ready = |reason: &str, message: String, progressing: bool, warn: bool, partitions: Vec<PartitionStatus>| {
-        Decision {
+    let not_ready =
+        |reason: &str, message: String, progressing: bool, warn: bool, partitions: Vec<PartitionStatus>| Decision {
             topic_name: topic_name.clone(),
             partitions,
             conditions: vec![
                 Decided::new(READY, false, reason, message.clone()),
-                Decided::new(PROGRESSING, progressing, reason, if progressing { message.clone() } else { String::new() }),
+                Decided::new(
+                    PROGRESSING,
+                    progressing,
+                    reason,
+                    if progressing { message.clone() } else { String::new() },
+                ),
                 Decided::new(DEGRADED, false, "AsExpected", ""),
             ],
             warning: warn.then(|| (reason.to_string(), message)),
-        }
-    };
+        };
 
     let mut problems = validate::problems(o.spec, o.metadata_name);
     if let Some(c) = o.cluster
@@ -94,14 +98,20 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     };
 
     let leaderless: Vec<i32> = partitions.iter().filter(|p| p.leader.is_none()).map(|p| p.partition).collect();
-    let down: BTreeSet<i32> = partitions.iter().flat_map(|p| p.replicas.iter().copied()).filter(|r| !live.contains(r)).collect();
+    let down: BTreeSet<i32> =
+        partitions.iter().flat_map(|p| p.replicas.iter().copied()).filter(|r| !live.contains(r)).collect();
     let degraded = if down.is_empty() {
         Decided::new(DEGRADED, false, "AsExpected", "")
     } else {
         Decided::new(DEGRADED, true, "BrokersNotLive", format!("replicas on brokers {down:?} are not live"))
     };
     let ready = if leaderless.is_empty() {
-        Decided::new(READY, true, "Placed", format!("{} partitions placed, every one has a live leader", partitions.len()))
+        Decided::new(
+            READY,
+            true,
+            "Placed",
+            format!("{} partitions placed, every one has a live leader", partitions.len()),
+        )
     } else {
         Decided::new(READY, false, "NoLeader", format!("partitions {leaderless:?} have no live in-sync replica"))
     };
@@ -164,7 +174,14 @@ mod tests {
         let c = cluster(3);
         let s = spec(2, 2);
         let none = live(&[]);
-        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: None, older_duplicate: None, live: &none };
+        let o = Observed {
+            metadata_name: "t",
+            spec: &s,
+            partitions: &[],
+            cluster: None,
+            older_duplicate: None,
+            live: &none,
+        };
         let d = decide(&o);
         assert_eq!(ready(&d), ("ClusterNotFound", false));
         assert!(d.warning.is_none());
@@ -181,7 +198,14 @@ mod tests {
         let c = cluster(2);
         let s = spec(1, 3);
         let brokers = live(&[0, 1]);
-        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: Some(&c), older_duplicate: None, live: &brokers };
+        let o = Observed {
+            metadata_name: "t",
+            spec: &s,
+            partitions: &[],
+            cluster: Some(&c),
+            older_duplicate: None,
+            live: &brokers,
+        };
         let d = decide(&o);
         assert_eq!(ready(&d), ("InvalidSpec", false));
         assert!(d.conditions[0].message.contains("larger than the 2 brokers"), "{:?}", d.conditions[0]);
@@ -193,7 +217,14 @@ mod tests {
         let c = cluster(3);
         let s = spec(3, 2);
         let all = live(&[0, 1, 2]);
-        let o = Observed { metadata_name: "t", spec: &s, partitions: &[], cluster: Some(&c), older_duplicate: None, live: &all };
+        let o = Observed {
+            metadata_name: "t",
+            spec: &s,
+            partitions: &[],
+            cluster: Some(&c),
+            older_duplicate: None,
+            live: &all,
+        };
         let placed = decide(&o).partitions;
         let two = live(&[1, 2]);
         let d = decide(&Observed { partitions: &placed, live: &two, ..o });

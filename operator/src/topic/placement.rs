@@ -163,10 +163,7 @@ mod tests {
     fn only_live_brokers_and_refuses_too_few() {
         let ps = place(&[], 4, 1, &brokers(&[0, 2])).unwrap();
         assert!(ps.iter().all(|p| p.replicas[0] != 1));
-        assert_eq!(
-            place(&[], 1, 3, &brokers(&[0, 2])),
-            Err(PlacementError::NotEnoughBrokers { live: 2, needed: 3 })
-        );
+        assert_eq!(place(&[], 1, 3, &brokers(&[0, 2])), Err(PlacementError::NotEnoughBrokers { live: 2, needed: 3 }));
     }
 
     #[test]

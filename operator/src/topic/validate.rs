@@ -26,7 +26,9 @@ pub fn problems(spec: &TopicSpec, metadata_name: &str) -> Vec<String> {
     } else if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         out.push(format!("topic name {name:?}: character {c:?} is not allowed (use letters, digits, '.', '_', '-')"));
     } else if name.starts_with(INTERNAL_PREFIX) {
-        out.push(format!("topic name {name:?}: names starting with {INTERNAL_PREFIX:?} are reserved for internal topics"));
+        out.push(format!(
+            "topic name {name:?}: names starting with {INTERNAL_PREFIX:?} are reserved for internal topics"
+        ));
     }
     if spec.partitions < 1 {
         out.push(format!("spec.partitions is {}, it must be at least 1", spec.partitions));

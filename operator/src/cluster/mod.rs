@@ -1,0 +1,145 @@
+//! The Cluster reconciler: renders the brokers' objects, applies them server-side, and
+//! reports broker liveness (from broker Leases) in the status.
+
+pub mod decide;
+pub mod resources;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::DynamicObject;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sluice_crd::{Cluster, ClusterStatus, Topic};
+
+use crate::context::{Context, key};
+use crate::{Error, MANAGER, Result, conditions, liveness};
+
+const CONTROLLER: &str = "cluster";
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let action = reconcile_cluster(&cluster, &ctx).await?;
+    ctx.succeeded(&key(cluster.as_ref()));
+    Ok(action)
+}
+
+/// Retries with exponential backoff per Cluster.
+pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), %error, "reconcile failed");
+    ctx.metrics.failed(CONTROLLER, error);
+    Action::requeue(ctx.backoff(key(cluster.as_ref())))
+}
+
+async fn apply<K>(api: Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
+    let client = ctx.client.clone();
+    let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = cluster.name_any();
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts = sts_api.get_opt(&resources::statefulset_name(cluster)).await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let now = Timestamp::now();
+    let live_map = liveness::live_brokers(&name, &leases.list(&ListParams::default()).await?.items, now);
+    let live: BTreeSet<i32> = live_map.keys().copied().collect();
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns);
+    let hosted = hosted_replicas(&name, &topics.list(&ListParams::default()).await?.items);
+
+    let observed = decide::Observed {
+        cluster,
+        current_replicas: sts.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas),
+        ready_replicas: sts.as_ref().and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0),
+        live: &live,
+        hosted: &hosted,
+    };
+    let decision = decide::decide(&observed);
+
+    if let Some(replicas) = decision.replicas {
+        apply_children(cluster, ctx, &ns, replicas).await?;
+    }
+
+    let old = cluster.status.clone().unwrap_or_default();
+    let status = ClusterStatus {
+        observed_generation: cluster.metadata.generation,
+        conditions: conditions::merge(
+            &old.conditions,
+            decision.conditions,
+            cluster.metadata.generation,
+            &conditions::now(),
+        ),
+        ready_brokers: observed.ready_replicas,
+        live_brokers: decision.live_brokers,
+        brokers: decision.brokers,
+    };
+    if status != old {
+        let api: Api<Cluster> = Api::namespaced(client, &ns);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        ctx.metrics.status_written(CONTROLLER);
+        let ready_changed = conditions::ready(&old.conditions).map(|c| (&c.status, &c.reason))
+            != conditions::ready(&status.conditions).map(|c| (&c.status, &c.reason));
+        if let (true, Some((reason, note))) = (ready_changed, decision.warning) {
+            ctx.event(cluster, EventType::Warning, &reason, note).await;
+        }
+    }
+    Ok(Action::requeue(recheck_after(ctx.settings.recheck, liveness::next_expiry(&live_map), now)))
+}
+
+async fn apply_children(cluster: &Cluster, ctx: &Context, ns: &str, replicas: i32) -> Result<()> {
+    let c = ctx.client.clone();
+    apply(Api::<ServiceAccount>::namespaced(c.clone(), ns), &resources::service_account(cluster)).await?;
+    apply(Api::<Role>::namespaced(c.clone(), ns), &resources::role(cluster, replicas)).await?;
+    apply(Api::<RoleBinding>::namespaced(c.clone(), ns), &resources::role_binding(cluster)).await?;
+    apply(Api::<ConfigMap>::namespaced(c.clone(), ns), &resources::config_map(cluster)).await?;
+    apply(Api::<Service>::namespaced(c.clone(), ns), &resources::headless_service(cluster)).await?;
+    apply(Api::<Service>::namespaced(c.clone(), ns), &resources::client_service(cluster)).await?;
+    let pdb_api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ctx.pdb_api);
+    let pdb = resources::pdb(cluster, &ctx.pdb_api.api_version);
+    pdb_api.patch(&resources::pdb_name(cluster), &PatchParams::apply(MANAGER).force(), &Patch::Apply(pdb)).await?;
+    apply(Api::<StatefulSet>::namespaced(c, ns), &resources::statefulset(cluster, replicas)).await?;
+    Ok(())
+}
+
+/// Broker id → topic name → replicas, over the Topics of `cluster`.
+pub fn hosted_replicas(cluster: &str, topics: &[Topic]) -> BTreeMap<i32, BTreeMap<String, i32>> {
+    let mut out: BTreeMap<i32, BTreeMap<String, i32>> = BTreeMap::new();
+    for t in topics.iter().filter(|t| t.spec.cluster == cluster) {
+        let Some(status) = &t.status else { continue };
+        let name = status.topic_name.clone().unwrap_or_else(|| t.name_any());
+        for p in &status.partitions {
+            for r in &p.replicas {
+                *out.entry(*r).or_default().entry(name.clone()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Look again when the first live broker's Lease would expire (so its death is seen
+/// within a second), and at least every `recheck`.
+pub fn recheck_after(recheck: Duration, next_expiry: Option<Timestamp>, now: Timestamp) -> Duration {
+    next_expiry
+        .and_then(|e| e.duration_since(now).checked_add(k8s_openapi::jiff::SignedDuration::from_secs(1)))
+        .and_then(|d| Duration::try_from(d).ok())
+        .map_or(recheck, |d| d.min(recheck))
+}
