@@ -103,7 +103,7 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         tracing::info!("shutting down");
     };
-    crate::runtime::run(client, args.settings(), shutdown).await
+    crate::runtime::run(client, args.settings(), Default::default(), shutdown).await
 }
 
 fn init_tracing(json: bool) {

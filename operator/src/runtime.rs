@@ -37,9 +37,13 @@ pub struct RunSettings {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// Runs the operator until `shutdown` completes.
-pub async fn run(client: Client, settings: RunSettings, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let metrics = Arc::new(Metrics::default());
+/// Runs the operator until `shutdown` completes, recording into `metrics`.
+pub async fn run(
+    client: Client,
+    settings: RunSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let server = settings.metrics_addr.map(|addr| tokio::spawn(metrics::serve(addr, metrics.clone())));
     let ctx = Arc::new(
         Context::new(client.clone(), metrics.clone(), settings.reconcile, settings.leader.identity.clone()).await,

@@ -32,8 +32,7 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// CamelCase reason a program can act on.
     pub reason: String,
-    /// What a person should know, and do.
-    #[serde(default)]
+    /// What a person should know, and do (may be empty).
     pub message: String,
     /// When `status` last changed (RFC 3339).
     pub last_transition_time: String,

@@ -1,0 +1,52 @@
+//! CRDs on a real kube-apiserver: `kubectl apply --server-side -f crds/`, and the API
+//! server itself refusing invalid Topics with a readable message.
+
+mod support;
+
+use support::envtest::ControlPlane;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn crds_apply_and_the_server_rejects_invalid_topics() {
+    let Some(cp) = ControlPlane::start() else { return };
+    cp.install_crds();
+
+    let topic = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: kf\n{extra}"
+        )
+    };
+    let zero = cp.kubectl(&["apply", "-f", "-"], Some(&topic("zero", "  partitions: 0\n")));
+    assert!(!zero.status.success(), "partitions 0 accepted");
+    let msg = stderr(&zero);
+    println!("partitions: 0 → {msg}");
+    assert!(msg.contains("spec.partitions") && msg.contains("greater than or equal to 1"), "{msg}");
+
+    let bad = cp.kubectl(&["apply", "-f", "-"], Some(&topic("bad", "  name: \"orders/v1\"\n")));
+    assert!(!bad.status.success(), "invalid topic name accepted");
+    let msg = stderr(&bad);
+    println!("name: orders/v1 → {msg}");
+    assert!(msg.contains("spec.name") && msg.contains("should match"), "{msg}");
+
+    let no_cluster = cp.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: sluice.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: nc\nspec:\n  partitions: 3\n"),
+    );
+    assert!(!no_cluster.status.success());
+    assert!(stderr(&no_cluster).contains("spec.cluster"), "{}", stderr(&no_cluster));
+
+    // A valid one is accepted, defaulted, and listed by the `sluice` category and short name.
+    let ok = cp.kubectl(&["apply", "-f", "-"], Some(&topic("orders", "  partitions: 6\n")));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let rf =
+        cp.kubectl(&["get", "slt", "orders", "-o", "jsonpath={.spec.replicationFactor}/{.spec.cleanupPolicy}"], None);
+    assert_eq!(String::from_utf8_lossy(&rf.stdout), "1/delete");
+    let all = cp.kubectl(&["get", "sluice"], None);
+    let listed = String::from_utf8_lossy(&all.stdout).into_owned();
+    println!("kubectl get sluice →\n{listed}");
+    assert!(listed.contains("topic.sluice.dev/orders") || listed.contains("orders"), "{listed}");
+    assert!(listed.contains("PARTITIONS"), "printer columns: {listed}");
+}
