@@ -1,5 +1,7 @@
 //! Helpers shared by the tests against a real control plane.
 #![allow(dead_code)] // each test binary uses a different subset
+// Test helpers report failures by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod envtest;
 
