@@ -65,6 +65,10 @@ pub struct DevArgs {
     /// Log format on stderr ("text" or "json"); filter with RUST_LOG (default: info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// After starting, show it working: create topic `demo` (if missing), produce a few
+    /// records and read them back, then keep serving.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// Where `sluice dev` serves metrics.

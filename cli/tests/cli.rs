@@ -300,6 +300,35 @@ fn dev_stops_gracefully_on_sigterm() {
     assert!(status.success(), "exit {status}; log:\n{}", broker.log());
 }
 
+#[test]
+fn dev_demo_shows_records_produced_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SLUICE)
+        .args(["dev", "--demo", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        text.push_str(&line);
+        if line.starts_with("Sluice works.") {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("Demo: produced to topic 'demo' (3 partitions), then read back:"), "{text}");
+    assert!(text.contains("alice  bought a book"), "{text}");
+    assert!(text.contains("Sluice works."), "{text}");
+}
+
 /// Values per partition, in the order given, with partitions chosen as the producer does.
 fn by_partition(lines: &[(String, String)], partitions: u32) -> BTreeMap<u32, Vec<&str>> {
     let mut m: BTreeMap<u32, Vec<&str>> = BTreeMap::new();

@@ -31,7 +31,56 @@ pub async fn run(args: DevArgs) -> Result<()> {
     });
     // Only now, with the handlers in place, tell the user (and scripts) it is up.
     print_banner(&banner(handle.addr, handle.metrics_addr, &args.data_dir));
+    if args.demo {
+        match demo(handle.addr).await {
+            Ok(text) => print_banner(&text),
+            Err(e) => eprintln!("error: demo failed: {e:#}"),
+        }
+    }
     handle.wait().await.context("the broker stopped with an error")
+}
+
+/// Produces a few keyed records to topic `demo` and reads them back: the proof, on a
+/// first run, that the broker works end to end.
+async fn demo(addr: SocketAddr) -> Result<String> {
+    use sluice_client::{
+        Admin, Client, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
+        proto::ErrorCode,
+    };
+    let client = Client::connect(&addr.to_string()).await?;
+    match Admin::new(client.clone()).create_topic("demo", 3, Default::default()).await {
+        Err(e) if e.kind() != Some(ErrorCode::TopicAlreadyExists) => return Err(e.into()),
+        _ => {}
+    }
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut out = String::from("\nDemo: produced to topic 'demo' (3 partitions), then read back:\n");
+    let mut sent = Vec::new();
+    for (key, value) in
+        [("alice", "signed up"), ("bob", "signed up"), ("alice", "bought a book"), ("carol", "signed up")]
+    {
+        sent.push(producer.send(ProducerRecord::new("demo").key(key).value(value)).await?);
+    }
+    producer.flush().await;
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    for d in sent {
+        let meta = d.await?;
+        let offset = meta.offset.context("acknowledged without an offset")?;
+        consumer.assign("demo", meta.partition, StartOffset::Offset(offset)).await?;
+        let records = consumer.poll(std::time::Duration::from_secs(5)).await?;
+        let r = records.first().context("record not readable after acknowledgement")?;
+        let text =
+            |b: &Option<bytes::Bytes>| b.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+        out.push_str(&format!(
+            "  partition {} offset {:>3}  {:<6} {}\n",
+            r.partition,
+            r.offset,
+            text(&r.key),
+            text(&r.value)
+        ));
+        consumer.unassign("demo", meta.partition);
+    }
+    out.push_str("Sluice works. Keep this running and try the commands above.\n");
+    Ok(out)
 }
 
 /// Writes the banner to stdout, ignoring a closed stdout (the broker keeps running).
@@ -52,10 +101,10 @@ fn banner(addr: SocketAddr, metrics: Option<SocketAddr>, data_dir: &Path) -> Str
     if addr.to_string() != DEFAULT_BROKER {
         s.push_str(&format!("  export SLUICE_BROKER={addr}\n"));
     }
-    s.push_str("  sluice topic create demo --partitions 3\n");
-    s.push_str("  seq 1 1000 | sluice produce demo\n");
-    s.push_str("  sluice consume demo --from-beginning --count 1000\n");
-    s.push_str("  sluice topic describe demo\n");
+    s.push_str("  sluice topic create orders --partitions 3\n");
+    s.push_str("  seq 1 1000 | sluice produce orders\n");
+    s.push_str("  sluice consume orders --from-beginning --count 1000\n");
+    s.push_str("  sluice topic describe orders\n");
     s.push_str("\nPress Ctrl-C to stop.\n");
     s
 }
