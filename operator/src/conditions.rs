@@ -35,7 +35,7 @@ pub fn merge(previous: &[Condition], decided: Vec<Decided>, generation: Option<i
                 type_: d.type_.to_string(),
                 status: d.status,
                 reason: d.reason,
-                message: d.message,
+                message: (!d.message.is_empty()).then_some(d.message),
                 last_transition_time,
                 observed_generation: generation,
             }

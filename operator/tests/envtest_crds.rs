@@ -1,6 +1,8 @@
 //! CRDs on a real kube-apiserver: `kubectl apply --server-side -f crds/`, and the API
 //! server itself refusing invalid Topics with a readable message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure
+
 mod support;
 
 use support::envtest::ControlPlane;

@@ -32,8 +32,10 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// CamelCase reason a program can act on.
     pub reason: String,
-    /// What a person should know, and do (may be empty).
-    pub message: String,
+    /// What a person should know, and do. (Absent rather than empty: a 1.20 API server
+    /// reads an empty string in a status patch as null.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// When `status` last changed (RFC 3339).
     pub last_transition_time: String,
     /// The `metadata.generation` this condition was computed from.

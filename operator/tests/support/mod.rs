@@ -48,6 +48,10 @@ pub struct InProcessOperator {
 
 impl InProcessOperator {
     pub fn start(client: kube::Client) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
+            .try_init();
         let metrics = Arc::new(Metrics::default());
         let settings = RunSettings {
             namespace: Some(NS.into()),
