@@ -203,8 +203,34 @@ impl Broker {
         Ok(self.describe(&topic))
     }
 
+    /// Creates an internal topic (name starting with `__`) if it does not exist yet;
+    /// returns its partition count (an existing topic keeps its count).
+    pub fn ensure_internal_topic(&self, name: &str, partitions: u32, config: BTreeMap<String, String>) -> Result<u32> {
+        let mut topics = self.topics.write().map_err(|_| poisoned())?;
+        if let Some(t) = topics.get(name) {
+            return Ok(t.spec.partitions);
+        }
+        self.config.topic_defaults.with_overrides(&config)?;
+        let spec = TopicSpec { name: name.to_string(), partitions, replication_factor: 1, config, internal: true };
+        self.metadata.create_topic(&spec)?;
+        let topic = self.open_topic(spec)?;
+        topics.insert(name.to_string(), topic);
+        info!(topic = name, partitions, "internal topic created");
+        Ok(partitions)
+    }
+
+    /// Deletes every batch of a partition that ends at or before `offset` (compaction
+    /// of internal topics). Returns the number of batches deleted.
+    pub fn delete_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64> {
+        let (_, log) = self.partition(topic, partition)?;
+        log.delete_before(offset)
+    }
+
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        if name.starts_with(topic_name::INTERNAL_PREFIX) {
+            return Err(BrokerError::InvalidRequest(format!("'{name}' is an internal topic and cannot be deleted")));
+        }
         let topic = {
             let mut topics = self.topics.write().map_err(|_| poisoned())?;
             let topic = topics.remove(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
@@ -259,6 +285,11 @@ impl Broker {
                 })
                 .collect(),
         }
+    }
+
+    /// Partition count of a topic, `None` when it does not exist.
+    pub fn partition_count(&self, name: &str) -> Option<u32> {
+        self.topics.read().ok()?.get(name).map(|t| t.partitions.len() as u32)
     }
 
     pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {

@@ -137,6 +137,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// sled page cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// The consumer-group coordinator.
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl BrokerConfig {
@@ -153,6 +155,7 @@ impl BrokerConfig {
             flush_interval: Duration::from_millis(1000),
             retention_check_interval: Duration::from_secs(30),
             cache_capacity_bytes: 128 * 1024 * 1024,
+            groups: crate::groups::GroupsConfig::default(),
         }
     }
 }

@@ -28,6 +28,16 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("{0}")]
     Unsupported(String),
+    #[error("group '{0}' does not exist")]
+    GroupNotFound(String),
+    #[error("member '{member}' is not in group '{group}' (its session may have expired); join again")]
+    UnknownMember { group: String, member: String },
+    #[error("member '{member}' of group '{group}' is fenced: epoch {epoch} is stale, the current epoch is {current}")]
+    FencedMemberEpoch { group: String, member: String, epoch: i32, current: i32 },
+    #[error("member '{member}' of group '{group}' does not own {topic}-{partition}")]
+    PartitionNotOwned { group: String, member: String, topic: String, partition: u32 },
+    #[error("group '{group}' has {} live member(s): {}; stop them first", members.len(), members.join(", "))]
+    GroupNotEmpty { group: String, members: Vec<String> },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("data directory {path}: {reason}")]

@@ -61,6 +61,11 @@ pub fn status(e: BrokerError) -> Status {
             (Code::Unavailable, E::ShuttingDown)
         }
         BrokerError::Unsupported(_) => (Code::Unimplemented, E::Unsupported),
+        BrokerError::GroupNotFound(_) => (Code::NotFound, E::GroupNotFound),
+        BrokerError::UnknownMember { .. } => (Code::FailedPrecondition, E::UnknownMemberId),
+        BrokerError::FencedMemberEpoch { .. } => (Code::FailedPrecondition, E::FencedMemberEpoch),
+        BrokerError::PartitionNotOwned { .. } => (Code::FailedPrecondition, E::PartitionNotOwned),
+        BrokerError::GroupNotEmpty { .. } => (Code::FailedPrecondition, E::GroupNotEmpty),
     };
     detail.code = ecode as i32;
     Status::with_details(code, e.to_string(), detail.encode_to_vec().into())

@@ -3,7 +3,9 @@
 //! Layout, from the edge inwards:
 //! - [`server`]: starts/stops everything (gRPC, metrics HTTP, retention task).
 //! - [`grpc`]: the `sluice.v1.Sluice` service; protobuf ↔ domain, errors → statuses.
+//! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
+//! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
 //! - [`config`], [`topic_name`], [`error`], [`metrics`]: settings, rules, errors, metrics.
@@ -11,7 +13,9 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod grpc;
+pub mod grpc_groups;
 pub mod metadata;
 pub mod metrics;
 pub mod server;

@@ -53,6 +53,16 @@ struct Args {
     /// Page cache for the log database, in MiB.
     #[arg(long, env = "SLUICE_CACHE_MB", default_value_t = 128)]
     cache_mb: u64,
+    /// Partitions of the internal `__consumer_offsets` topic when it is first created.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", default_value_t = 8)]
+    offsets_topic_partitions: u32,
+    /// Longest interval between consumer-group heartbeats, in milliseconds (the
+    /// broker asks for at most a third of a member's session timeout).
+    #[arg(long, env = "SLUICE_GROUP_HEARTBEAT_INTERVAL_MS", default_value_t = 3000)]
+    group_heartbeat_interval_ms: u64,
+    /// Shortest session timeout a consumer-group member may ask for, in milliseconds.
+    #[arg(long, env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 500)]
+    group_min_session_timeout_ms: u64,
     /// Log format: "text" or "json". Filter with RUST_LOG (default: info).
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -73,6 +83,9 @@ impl Args {
         c.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         c.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms.max(10));
         c.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
+        c.groups.offsets_partitions = self.offsets_topic_partitions.max(1);
+        c.groups.heartbeat_interval = Duration::from_millis(self.group_heartbeat_interval_ms.max(10));
+        c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));
         let mut overrides = std::collections::BTreeMap::new();
         overrides.insert("durability".to_string(), self.durability.as_str().to_string());
         overrides.insert("retention.ms".to_string(), self.retention_ms.to_string());

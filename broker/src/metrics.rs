@@ -34,6 +34,18 @@ pub struct ErrorLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
 /// All broker metrics, registered once in [`Metrics::new`].
 #[derive(Debug)]
 pub struct Metrics {
@@ -53,6 +65,10 @@ pub struct Metrics {
     pub partition_log_end: Family<PartitionLabels, Gauge>,
     pub partition_high_watermark: Family<PartitionLabels, Gauge>,
     pub partitions: Gauge,
+    /// Consumer groups (refreshed at scrape time by the coordinator).
+    pub group_lag: Family<GroupPartitionLabels, Gauge>,
+    pub group_committed: Family<GroupPartitionLabels, Gauge>,
+    pub group_members: Family<GroupLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -87,6 +103,9 @@ impl Metrics {
             partition_log_end: Family::default(),
             partition_high_watermark: Family::default(),
             partitions: Gauge::default(),
+            group_lag: Family::default(),
+            group_committed: Family::default(),
+            group_members: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -124,6 +143,17 @@ impl Metrics {
                 m.partition_high_watermark.clone(),
             );
             r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
+            r.register(
+                "consumer_group_lag",
+                "Records between a group's committed offset and the log end, per partition",
+                m.group_lag.clone(),
+            );
+            r.register(
+                "consumer_group_committed_offset",
+                "A group's committed offset, per partition",
+                m.group_committed.clone(),
+            );
+            r.register("consumer_group_members", "Live members of a consumer group", m.group_members.clone());
         }
         m
     }

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, extract::State, routing::get};
-use sluice_proto::v1::sluice_server::SluiceServer;
+use sluice_proto::v1::{groups_server::GroupsServer, sluice_server::SluiceServer};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::transport::{Server, server::TcpIncoming};
 use tracing::{error, info};
@@ -13,8 +13,13 @@ use crate::{
     broker::{Broker, FETCH_MAX_BYTES_CEILING, now_ms},
     config::{BrokerConfig, MAX_MESSAGE_BYTES_CEILING},
     error::{BrokerError, Result},
+    groups::Coordinator,
     grpc::SluiceService,
+    grpc_groups::GroupsService,
 };
+
+/// How often the coordinator looks for members whose session ran out.
+const SESSION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A running broker. Dropping it without [`BrokerHandle::shutdown`] leaves the tasks
 /// running until the runtime ends.
@@ -25,6 +30,7 @@ pub struct BrokerHandle {
     /// The bound metrics address, when enabled.
     pub metrics_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
+    groups: Arc<Coordinator>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     tasks: Vec<JoinHandle<()>>,
@@ -47,7 +53,9 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let retention_every = config.retention_check_interval;
+    let groups_config = config.groups.clone();
     let broker = Arc::new(Broker::open(config)?);
+    let groups = Coordinator::open(broker.clone(), groups_config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -59,6 +67,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     let service = SluiceServer::new(SluiceService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
         .max_encoding_message_size(FETCH_MAX_BYTES_CEILING + MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024);
+    let groups_service = GroupsServer::new(GroupsService::new(groups.clone(), broker.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut rx = shutdown_rx.clone();
     let server = tokio::spawn(
@@ -69,6 +78,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(service)
+            .add_service(groups_service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.wait_for(|s| *s).await;
                 health.set_not_serving::<SluiceServer<SluiceService>>().await;
@@ -77,16 +87,23 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(retention_loop(broker.clone(), retention_every, shutdown_rx.clone())));
+    tasks.push(tokio::spawn(session_loop(groups.clone(), shutdown_rx.clone())));
     if let Some(l) = metrics_listener {
-        tasks.push(tokio::spawn(metrics_server(l, broker.clone(), shutdown_rx.clone())));
+        let state = MetricsState { broker: broker.clone(), groups: groups.clone() };
+        tasks.push(tokio::spawn(metrics_server(l, state, shutdown_rx.clone())));
     }
     info!(%addr, metrics = ?metrics_addr, "broker serving");
-    Ok(BrokerHandle { addr, metrics_addr, broker, shutdown, server, tasks })
+    Ok(BrokerHandle { addr, metrics_addr, broker, groups, shutdown, server, tasks })
 }
 
 impl BrokerHandle {
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The consumer-group coordinator.
+    pub fn groups(&self) -> &Arc<Coordinator> {
+        &self.groups
     }
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish, stop the
@@ -105,6 +122,7 @@ impl BrokerHandle {
         for t in self.tasks {
             let _ = t.await;
         }
+        drop(self.groups);
         self.broker.flush().await?;
         self.broker.close().await;
         // Connections that were open at shutdown hold the service (and so the database)
@@ -147,9 +165,28 @@ async fn retention_loop(broker: Arc<Broker>, every: std::time::Duration, mut shu
     }
 }
 
-async fn metrics_server(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Removes group members whose session ran out.
+async fn session_loop(groups: Arc<Coordinator>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SESSION_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => groups.expire_members(),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// What the metrics endpoint reads.
+#[derive(Debug, Clone)]
+struct MetricsState {
+    broker: Arc<Broker>,
+    groups: Arc<Coordinator>,
+}
+
+async fn metrics_server(listener: TcpListener, state: MetricsState, mut shutdown: watch::Receiver<bool>) {
     let app =
-        Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).with_state(broker);
+        Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -160,8 +197,9 @@ async fn metrics_server(listener: TcpListener, broker: Arc<Broker>, mut shutdown
     }
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> impl axum::response::IntoResponse {
+async fn metrics(State(MetricsState { broker, groups }): State<MetricsState>) -> impl axum::response::IntoResponse {
     broker.refresh_gauges();
+    groups.refresh_gauges();
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         broker.metrics().encode(),

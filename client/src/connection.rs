@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluice_proto::v1::sluice_client::SluiceClient;
+use sluice_proto::v1::{groups_client::GroupsClient, sluice_client::SluiceClient};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, Result};
@@ -15,6 +15,7 @@ const MAX_MESSAGE: usize = 128 * 1024 * 1024;
 pub struct Client {
     addr: String,
     raw: SluiceClient<Channel>,
+    groups: GroupsClient<Channel>,
 }
 
 impl Client {
@@ -41,7 +42,8 @@ impl Client {
             }
             err(reason)
         })?;
-        Ok(Self { addr: addr.to_string(), raw: Self::raw_client(channel) })
+        let groups = GroupsClient::new(channel.clone());
+        Ok(Self { addr: addr.to_string(), raw: Self::raw_client(channel), groups })
     }
 
     fn raw_client(channel: Channel) -> SluiceClient<Channel> {
@@ -51,6 +53,11 @@ impl Client {
     /// The address this client was connected with.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The generated client of the consumer-group service (`sluice.v1.Groups`).
+    pub fn groups(&self) -> GroupsClient<Channel> {
+        self.groups.clone()
     }
 
     /// The generated gRPC client, for calls this library does not wrap.

@@ -101,6 +101,9 @@ pub struct Consumer {
     assignments: HashMap<(String, u32), Assignment>,
     fetches: FuturesUnordered<FetchFuture>,
     ready: VecDeque<ConsumerRecord>,
+    /// Source of `Assignment::generation`: unique across unassign/assign, so that a
+    /// fetch answered after its partition was unassigned and assigned again is ignored.
+    generations: u64,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -111,17 +114,23 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Self {
-        Self { client, config, assignments: HashMap::new(), fetches: FuturesUnordered::new(), ready: VecDeque::new() }
-    }
-
-    async fn resolve(&self, topic: &str, partition: u32, start: StartOffset) -> Result<u64> {
-        resolve(self.client.clone(), topic.to_string(), partition, start).await
+        Self {
+            client,
+            config,
+            assignments: HashMap::new(),
+            fetches: FuturesUnordered::new(),
+            ready: VecDeque::new(),
+            generations: 0,
+        }
     }
 
     /// Adds a partition to read from `start`. Unknown topics or partitions fail here.
     pub async fn assign(&mut self, topic: &str, partition: u32, start: StartOffset) -> Result<()> {
-        let position = self.resolve(topic, partition, start).await?;
-        let generation = self.assignments.get(&(topic.to_string(), partition)).map_or(0, |a| a.generation + 1);
+        // The free function, not `self.resolve`: a `&Consumer` held across the await
+        // would make this future `!Send` (`Consumer` is not `Sync`).
+        let position = resolve(self.client.clone(), topic.to_string(), partition, start).await?;
+        self.generations += 1;
+        let generation = self.generations;
         self.assignments.insert(
             (topic.to_string(), partition),
             Assignment { topic: topic.into(), position, in_flight: false, high_watermark: 0, generation },

@@ -21,6 +21,10 @@ pub enum ClientError {
     Corrupt(#[from] BatchError),
     #[error("the producer is closed")]
     Closed,
+    /// A group consumer has no committed offset for a partition and
+    /// `auto_offset_reset` is `None`.
+    #[error("group '{group}' has no committed offset for {topic}-{partition} and auto.offset.reset is none")]
+    NoCommittedOffset { group: String, topic: String, partition: u32 },
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
 }

@@ -1,5 +1,5 @@
-//! Rust client for Sluice: [`Producer`], [`Consumer`] and [`Admin`] over one
-//! [`Client`] connection.
+//! Rust client for Sluice: [`Producer`], [`Consumer`], [`Admin`], and consumer groups
+//! ([`GroupConsumer`], [`GroupAdmin`]) over one [`Client`] connection.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sluice_client::ClientError> {
@@ -16,6 +16,7 @@ pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 
@@ -23,6 +24,7 @@ pub use admin::Admin;
 pub use connection::Client;
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, StartOffset};
 pub use error::ClientError;
+pub use group::{GroupAdmin, GroupConfig, GroupConsumer, RebalanceListener, Strategy, TopicPartition};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use sluice_core::{Header, Record};
 pub use sluice_proto::v1 as proto;

@@ -383,8 +383,9 @@ impl PartitionLog {
     }
 
     /// Deletes every batch that ends at or before `new_start`; records the new log start
-    /// first so that a crash half-way is finished by the next open.
-    fn delete_before(&self, new_start: u64) -> Result<u64> {
+    /// first so that a crash half-way is finished by the next open. Also used by the
+    /// compaction of internal topics.
+    pub fn delete_before(&self, new_start: u64) -> Result<u64> {
         if new_start <= self.log_start.load(Ordering::Acquire) {
             return Ok(0);
         }

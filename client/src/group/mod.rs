@@ -1,0 +1,136 @@
+//! Consumer groups on the client side: [`GroupConsumer`] (subscribe, poll, commit, with
+//! heartbeats in the background) and [`GroupAdmin`] (list, describe, delete, reset).
+//!
+//! - [`session`]: the background heartbeat task and the state it shares with the poll
+//!   loop (member id, epoch, the coordinator's latest assignment).
+//! - [`consumer`]: the poll loop: applies assignment changes (revoke first, with the
+//!   rebalance listener's chance to commit), reads, commits.
+//! - [`admin`]: group administration calls.
+
+pub mod admin;
+pub mod consumer;
+pub mod session;
+
+use std::{collections::BTreeMap, time::Duration};
+
+pub use admin::GroupAdmin;
+pub use consumer::GroupConsumer;
+
+use crate::{connection::Client, consumer::AutoOffsetReset, consumer::ConsumerConfig, error::Result};
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: &str, partition: u32) -> Self {
+        Self { topic: topic.to_string(), partition }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Assignment strategy asked of the coordinator (the first member's choice holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    Range,
+    RoundRobin,
+    #[default]
+    CooperativeSticky,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "range" => Ok(Self::Range),
+            "roundrobin" => Ok(Self::RoundRobin),
+            "cooperative-sticky" => Ok(Self::CooperativeSticky),
+            other => Err(format!("unknown strategy '{other}' (range, roundrobin, cooperative-sticky)")),
+        }
+    }
+}
+
+/// Group consumer settings (Kafka's names in brackets).
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Shown by `group describe` [client.id].
+    pub client_id: String,
+    /// The coordinator removes the member when no heartbeat came for this long
+    /// [session.timeout.ms]. The coordinator asks for heartbeats at a third of it.
+    pub session_timeout: Duration,
+    /// [group.remote.assignor]
+    pub strategy: Strategy,
+    /// Commit the positions of owned partitions this often, in `poll`, on revocation and
+    /// on close; `None` for manual commits only [enable.auto.commit,
+    /// auto.commit.interval.ms].
+    pub auto_commit_interval: Option<Duration>,
+    /// Where to start a partition that has no committed offset [auto.offset.reset].
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Fetch settings of the underlying consumer.
+    pub consumer: ConsumerConfig,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "sluice-consumer".into(),
+            session_timeout: Duration::from_secs(10),
+            strategy: Strategy::default(),
+            auto_commit_interval: Some(Duration::from_secs(5)),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+/// Told about assignment changes, from inside [`GroupConsumer::poll`]. Records returned
+/// by earlier polls count as processed, as in Kafka's poll loop.
+pub trait RebalanceListener: Send {
+    /// Partitions were added; reading them starts at their committed offsets.
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+
+    /// Partitions are about to move to another member. `commit` holds the consumer's
+    /// positions for them; the consumer commits what it holds after this returns (edit
+    /// it to commit something else, clear it to commit nothing).
+    fn on_revoked(&mut self, partitions: &[TopicPartition], commit: &mut BTreeMap<TopicPartition, u64>) {
+        let _ = (partitions, commit);
+    }
+
+    /// The member was fenced (session expired, broker restarted): these partitions may
+    /// already belong to someone else, so nothing is committed for them.
+    fn on_lost(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+}
+
+/// Asks any broker which broker coordinates `group` and connects to it (reusing
+/// `client` when it is that broker).
+pub async fn coordinator(client: &Client, group: &str) -> Result<Client> {
+    let r = client
+        .groups()
+        .find_coordinator(sluice_proto::v1::FindCoordinatorRequest { group: group.to_string() })
+        .await?
+        .into_inner();
+    if r.address.is_empty() || r.address == client.addr() {
+        return Ok(client.clone());
+    }
+    match Client::connect(&r.address).await {
+        Ok(c) => Ok(c),
+        // An advertised address this host cannot reach (a container's own address, say):
+        // keep the bootstrap connection, which is right in standalone mode.
+        Err(e) => {
+            tracing::warn!(address = %r.address, error = %e, "cannot reach the group coordinator; using the bootstrap broker");
+            Ok(client.clone())
+        }
+    }
+}
