@@ -47,6 +47,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print records of a topic, one per line.
     Consume(ConsumeArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Group(GroupArgs),
     /// Benchmark produce and consume throughput and latency.
     Bench(BenchArgs),
 }
@@ -164,14 +166,27 @@ fn parse_acks(s: &str) -> Result<Acks, String> {
 pub struct ConsumeArgs {
     pub topic: String,
     /// Read only this partition (default: all partitions).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     pub partition: Option<u32>,
-    /// Start at the earliest retained offset (default: the end, only new records).
+    /// Start at the earliest retained offset (default: the end, only new records). With
+    /// --group: where partitions without a committed offset start.
     #[arg(long, conflicts_with = "offset")]
     pub from_beginning: bool,
     /// Start at this offset (in every partition read).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     pub offset: Option<u64>,
+    /// Consume as a member of this consumer group: the broker assigns the partitions,
+    /// reading starts at the group's committed offsets, and offsets are committed
+    /// every second and on exit.
+    #[arg(long, short = 'g', value_name = "GROUP")]
+    pub group: Option<String>,
+    /// With --group: the broker drops this member after this long without a heartbeat.
+    #[arg(long, default_value_t = 10_000, requires = "group")]
+    pub session_timeout_ms: u64,
+    /// With --group: how the group divides partitions (range, roundrobin,
+    /// cooperative-sticky); the first member's choice holds.
+    #[arg(long, default_value = "cooperative-sticky", requires = "group")]
+    pub strategy: sluice_client::Strategy,
     /// Exit after this many records.
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
@@ -181,6 +196,107 @@ pub struct ConsumeArgs {
     /// Exit (successfully) after this many milliseconds without a new record.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Output format: aligned tables for people, JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups (with members or committed offsets).
+    List,
+    /// Show a group's members and, per partition, committed offset, log end, lag, owner.
+    Describe { group: String },
+    /// Move a group's committed offsets on a topic. Shows the plan unless --execute;
+    /// refused while the group has live members.
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets (only when it has no live members).
+    Delete { group: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("to").required(true).multiple(false))]
+pub struct ResetOffsetsArgs {
+    pub group: String,
+    /// Topic whose partitions are reset (all of them).
+    #[arg(long, short = 't')]
+    pub topic: String,
+    /// To the log start offset.
+    #[arg(long, group = "to")]
+    pub to_earliest: bool,
+    /// To the log end offset (skip everything not yet read).
+    #[arg(long, group = "to")]
+    pub to_latest: bool,
+    /// To this offset (clamped to the retained range).
+    #[arg(long, group = "to", value_name = "N")]
+    pub to_offset: Option<u64>,
+    /// To the first record at or after this time, RFC 3339 (2026-01-31T12:00:00Z).
+    #[arg(long, group = "to", value_name = "RFC3339", value_parser = parse_rfc3339_ms)]
+    pub to_datetime: Option<i64>,
+    /// By N from the committed offset (negative moves back), clamped.
+    #[arg(long, group = "to", value_name = "N", allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// Apply the plan (without it, only show it).
+    #[arg(long)]
+    pub execute: bool,
+}
+
+/// Parses an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`) into ms since
+/// the Unix epoch.
+pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
+    let bad = || format!("'{s}' is not an RFC 3339 time like 2026-01-31T12:00:00Z");
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|v| v.parse::<i64>().ok()).ok_or_else(bad);
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let ms: String = frac[..digits].chars().chain("000".chars()).take(3).collect();
+        millis = ms.parse::<i64>().map_err(|_| bad())?;
+        rest = &frac[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+            let h: i64 = tz[1..3].parse().map_err(|_| bad())?;
+            let m: i64 = tz[4..6].parse().map_err(|_| bad())?;
+            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hour * 3600 + minute * 60 + second - offset_s) * 1000 + millis)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,6 +338,29 @@ mod tests {
         assert_eq!(parse_key_value("durability=").ok(), Some(("durability".into(), String::new())));
         assert!(parse_key_value("durability").is_err());
         assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn rfc3339_times_become_epoch_millis() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_rfc3339_ms("2026-01-31T12:00:00Z"), Ok(1_769_860_800_000));
+        assert_eq!(parse_rfc3339_ms("2026-01-31T13:30:00.25+01:30"), Ok(1_769_860_800_250));
+        assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:00-00:00"), Ok(951_782_400_000));
+        for bad in ["yesterday", "2026-01-31", "2026-13-01T00:00:00Z", "2026-01-31T12:00:00", "2026-01-31T12:00:00+1"] {
+            assert!(parse_rfc3339_ms(bad).unwrap_err().contains("RFC 3339"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reset_offsets_needs_exactly_one_strategy() {
+        let ok = Cli::try_parse_from(["sluice", "group", "reset-offsets", "g", "-t", "t", "--shift-by", "-5"]);
+        let Command::Group(GroupArgs { command: GroupCommand::ResetOffsets(r), .. }) = ok.unwrap().command else {
+            panic!("not reset-offsets")
+        };
+        assert_eq!((r.shift_by, r.execute), (Some(-5), false));
+        assert!(Cli::try_parse_from(["sluice", "group", "reset-offsets", "g", "-t", "t"]).is_err());
+        let two = ["sluice", "group", "reset-offsets", "g", "-t", "t", "--to-earliest", "--to-latest"];
+        assert!(Cli::try_parse_from(two).is_err());
     }
 
     #[test]

@@ -22,6 +22,9 @@ const POLL: Duration = Duration::from_secs(1);
 const OUT_BUFFER: usize = 256 * 1024;
 
 pub async fn run(client: Client, args: ConsumeArgs) -> Result<()> {
+    if let Some(group) = args.group.clone() {
+        return super::consume_group::run(client, &group, args).await;
+    }
     let stop = crate::signal::listen();
     let partitions = Admin::new(client.clone()).partition_count(&args.topic).await?;
     let assigned: Vec<u32> = match args.partition {
@@ -87,7 +90,7 @@ pub async fn run(client: Client, args: ConsumeArgs) -> Result<()> {
 }
 
 /// `Ok(false)` when stdout was closed by its reader, which ends the command quietly.
-fn written(result: io::Result<()>) -> Result<bool> {
+pub(super) fn written(result: io::Result<()>) -> Result<bool> {
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
@@ -95,7 +98,7 @@ fn written(result: io::Result<()>) -> Result<bool> {
     }
 }
 
-fn write_records(out: &mut impl Write, records: &[ConsumerRecord], format: RecordFormat) -> io::Result<()> {
+pub(super) fn write_records(out: &mut impl Write, records: &[ConsumerRecord], format: RecordFormat) -> io::Result<()> {
     for r in records {
         write_record(out, r, format)?;
     }

@@ -1,7 +1,9 @@
 //! One module per subcommand; [`run`] dispatches.
 
 mod consume;
+mod consume_group;
 mod dev;
+mod group;
 mod produce;
 mod topic;
 
@@ -18,6 +20,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Topic(t) => topic::run(&connect(&broker).await?, t.command, t.output).await,
         Command::Produce(args) => produce::run(connect(&broker).await?, args).await,
         Command::Consume(args) => consume::run(connect(&broker).await?, args).await,
+        Command::Group(g) => group::run(&connect(&broker).await?, g.command, g.output).await,
         // The benchmark starts its own broker unless one was named explicitly.
         Command::Bench(args) => crate::bench::run(args, cli.broker).await,
     }

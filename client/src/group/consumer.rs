@@ -113,6 +113,14 @@ impl GroupConsumer {
         self.inner.position(&tp.topic, tp.partition)
     }
 
+    /// Moves the position of an owned partition (the next commit stores it).
+    pub async fn seek(&mut self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        if !self.owned.contains(tp) {
+            return Err(ClientError::InvalidArgument(format!("{tp} is not assigned to this member")));
+        }
+        self.inner.seek(&tp.topic, tp.partition, StartOffset::Offset(offset)).await
+    }
+
     /// Positions of every owned partition: what a commit stores.
     pub fn positions(&self) -> BTreeMap<TopicPartition, u64> {
         self.owned.iter().filter_map(|tp| Some((tp.clone(), self.position(tp)?))).collect()
