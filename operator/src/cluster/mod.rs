@@ -76,7 +76,7 @@ async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let decision = decide::decide(&observed);
 
     if let Some(replicas) = decision.replicas {
-        apply_children(cluster, ctx, &ns, replicas).await?;
+        apply_children(cluster, ctx, &ns, replicas, sts.as_ref()).await?;
     }
 
     let old = cluster.status.clone().unwrap_or_default();
@@ -105,7 +105,13 @@ async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(recheck_after(ctx.settings.recheck, liveness::next_expiry(&live_map), now)))
 }
 
-async fn apply_children(cluster: &Cluster, ctx: &Context, ns: &str, replicas: i32) -> Result<()> {
+async fn apply_children(
+    cluster: &Cluster,
+    ctx: &Context,
+    ns: &str,
+    replicas: i32,
+    existing: Option<&StatefulSet>,
+) -> Result<()> {
     let c = ctx.client.clone();
     apply(Api::<ServiceAccount>::namespaced(c.clone(), ns), &resources::service_account(cluster)).await?;
     apply(Api::<Role>::namespaced(c.clone(), ns), &resources::role(cluster, replicas)).await?;
@@ -116,8 +122,29 @@ async fn apply_children(cluster: &Cluster, ctx: &Context, ns: &str, replicas: i3
     let pdb_api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ctx.pdb_api);
     let pdb = resources::pdb(cluster, &ctx.pdb_api.api_version);
     pdb_api.patch(&resources::pdb_name(cluster), &PatchParams::apply(MANAGER).force(), &Patch::Apply(pdb)).await?;
-    apply(Api::<StatefulSet>::namespaced(c, ns), &resources::statefulset(cluster, replicas)).await?;
+    // A 1.20 API server stamps a new managed-fields time on every apply of a StatefulSet,
+    // even an unchanged one; apply it only when what we render changed, so the operator
+    // is quiet at rest.
+    let mut sts = resources::statefulset(cluster, replicas);
+    let hash = render_hash(&sts)?;
+    let current = existing.and_then(|s| s.annotations().get(RENDER_HASH)).map(String::as_str);
+    if current != Some(hash.as_str()) {
+        sts.metadata.annotations.get_or_insert_default().insert(RENDER_HASH.into(), hash);
+        apply(Api::<StatefulSet>::namespaced(c, ns), &sts).await?;
+    }
     Ok(())
+}
+
+/// Annotation holding the hash of the StatefulSet as last rendered.
+pub const RENDER_HASH: &str = "sluice.dev/render-hash";
+
+fn render_hash<T: Serialize>(obj: &T) -> Result<String> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    // SipHash with fixed keys: stable for a given binary; a new operator version may
+    // re-apply once.
+    let mut h = DefaultHasher::new();
+    serde_json::to_string(obj)?.hash(&mut h);
+    Ok(format!("{:016x}", h.finish()))
 }
 
 /// Broker id → topic name → replicas, over the Topics of `cluster`.

@@ -3,8 +3,8 @@
 //!
 //! New partitions go to the live brokers holding the fewest replicas of the topic
 //! (ties broken by a rotation on the partition number, so equal loads still spread),
-//! one replica per rack first when racks are known; the leader is the chosen replica
-//! leading the fewest partitions. Existing partitions never move: only their leader
+//! one replica per rack first when racks are known; the chosen replica leading the
+//! fewest partitions leads. Existing partitions never move: only their leader
 //! changes, when it is not live, to the first live in-sync replica (epoch + 1).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +56,8 @@ pub fn place(
         let mut chosen: Vec<&Candidate> = Vec::with_capacity(replication_factor);
         let mut used_racks = BTreeSet::new();
         for _ in 0..replication_factor {
+            // Fewest replicas first; among equals, fewest leaders, so the leader chosen
+            // below has somewhere to go.
             let pick = live
                 .iter()
                 .enumerate()
@@ -63,7 +65,7 @@ pub fn place(
                 .min_by_key(|(i, b)| {
                     let rack_used = racks_known && b.rack.as_ref().is_some_and(|r| used_racks.contains(r));
                     let rotation = (i + live.len() - partition % live.len()) % live.len();
-                    (rack_used, replicas[&b.id], rotation)
+                    (rack_used, replicas[&b.id], leaders[&b.id], rotation)
                 })
                 .map(|(_, b)| b);
             let Some(b) = pick else { break };
@@ -72,26 +74,37 @@ pub fn place(
             }
             chosen.push(b);
         }
-        let mut ids: Vec<i32> = chosen.iter().map(|b| b.id).collect();
-        // Lead with the chosen replica that leads the least; it goes first (preferred leader).
-        if let Some(pos) = (0..ids.len()).min_by_key(|&i| (leaders[&ids[i]], i)) {
-            let leader = ids.remove(pos);
-            ids.insert(0, leader);
-        }
+        let ids: Vec<i32> = chosen.iter().map(|b| b.id).collect();
         for id in &ids {
             *replicas.entry(*id).or_default() += 1;
-        }
-        let leader = ids.first().copied();
-        if let Some(l) = leader {
-            *leaders.entry(l).or_default() += 1;
         }
         out.push(PartitionStatus {
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             replicas: ids.clone(),
-            leader,
+            leader: None,
             leader_epoch: 0,
             isr: ids,
         });
+    }
+    // Leaders of the new partitions: the replica leading the fewest partitions; among
+    // equals, the one in the fewest partitions still to decide (it has fewer chances later).
+    let first_new = current.len();
+    for i in first_new..out.len() {
+        let later = &out[i + 1..];
+        let pick = out[i]
+            .replicas
+            .iter()
+            .enumerate()
+            .min_by_key(|&(pos, id)| (leaders[id], later.iter().filter(|p| p.replicas.contains(id)).count(), pos))
+            .map(|(pos, _)| pos);
+        if let Some(pos) = pick {
+            let p = &mut out[i];
+            let leader = p.replicas.remove(pos);
+            p.replicas.insert(0, leader);
+            p.isr = p.replicas.clone();
+            p.leader = Some(leader);
+            *leaders.entry(leader).or_default() += 1;
+        }
     }
     Ok(out)
 }
@@ -154,6 +167,11 @@ mod tests {
         let nine = place(&six, 9, 3, &brokers(&[0, 1, 2])).unwrap();
         assert_eq!(&nine[..6], &six[..]);
         let (_, leaders) = counts(&nine);
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![3, 3, 3]);
+        let two = place(&[], 6, 2, &brokers(&[0, 1, 2])).unwrap();
+        let grown = place(&two, 9, 2, &brokers(&[0, 1, 2])).unwrap();
+        let (replicas, leaders) = counts(&grown);
+        assert_eq!(replicas.values().copied().collect::<Vec<_>>(), vec![6, 6, 6]);
         assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![3, 3, 3]);
         // Never shrinks.
         assert_eq!(place(&nine, 3, 3, &brokers(&[0, 1, 2])).unwrap(), nine);
