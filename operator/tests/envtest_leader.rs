@@ -1,0 +1,139 @@
+//! Leader election between two operator processes on a real control plane: exactly one
+//! reconciles; after `kill -9` of the leader the other takes over within one lease
+//! duration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+use sluice_crd::{Cluster, Topic};
+use support::envtest::ControlPlane;
+use support::{NS, metric, wait_for};
+
+/// Lease duration given to both processes (seconds).
+const LEASE_SECONDS: u64 = 4;
+
+struct Operator {
+    identity: &'static str,
+    metrics_port: u16,
+    child: Child,
+}
+
+impl Operator {
+    fn spawn(cp: &ControlPlane, identity: &'static str) -> Self {
+        let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(cp.dir.path().join(format!("{identity}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice-operator"))
+            .args(["run", "--identity", identity, "--namespace", NS, "--lease-namespace", NS])
+            .args(["--lease-duration", &LEASE_SECONDS.to_string(), "--lease-grace", "1", "--recheck", "2"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { identity, metrics_port, child }
+    }
+
+    /// `name` from the process's /metrics, `None` while it is not serving.
+    fn metric(&self, name: &str) -> Option<f64> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.contains("sluice_operator_leader").then(|| metric(&body, name))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt("sluice-operator").await.ok()??.spec?.holder_identity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_operator_reconciles_and_a_standby_takes_over_after_kill_9() {
+    let Some(cp) = ControlPlane::start() else { return };
+    cp.install_crds();
+    let client = cp.client().await;
+    let mut ops = vec![Operator::spawn(&cp, "op-a"), Operator::spawn(&cp, "op-b")];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let first = wait_for("a leader", Duration::from_secs(30), || async {
+        let h = holder(&leases).await?;
+        let all_up = ops.iter().all(|o| o.metric("sluice_operator_leader").is_some());
+        all_up.then_some(h)
+    })
+    .await;
+    println!("leader: {first}");
+
+    // Exactly one leader at every sample, and it is the Lease holder.
+    for _ in 0..10 {
+        let flags: Vec<f64> = ops.iter().map(|o| o.metric("sluice_operator_leader").unwrap()).collect();
+        assert_eq!(flags.iter().sum::<f64>(), 1.0, "{flags:?}");
+        let leader = ops.iter().position(|o| o.metric("sluice_operator_leader") == Some(1.0)).unwrap();
+        assert_eq!(ops[leader].identity, first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Only the leader reconciles.
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let c: Cluster = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Cluster",
+        "metadata": { "name": "kf", "namespace": NS }, "spec": { "brokers": 1 },
+    }))
+    .unwrap();
+    clusters.create(&PostParams::default(), &c).await.unwrap();
+    wait_for("Cluster status", Duration::from_secs(20), || async { clusters.get("kf").await.unwrap().status }).await;
+    let (leader_idx, standby_idx) = if ops[0].identity == first { (0, 1) } else { (1, 0) };
+    assert!(ops[leader_idx].metric("sluice_operator_reconciles_total").unwrap() > 0.0);
+    assert_eq!(ops[standby_idx].metric("sluice_operator_reconciles_total"), Some(0.0));
+
+    // kill -9 the leader: the standby takes over within one lease duration.
+    ops[leader_idx].child.kill().unwrap();
+    let killed = Instant::now();
+    let standby = &ops[standby_idx];
+    wait_for("the standby to lead", Duration::from_secs(LEASE_SECONDS * 3), || async {
+        (standby.metric("sluice_operator_leader") == Some(1.0)).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    println!(
+        "failover: {} took over {:.2} s after kill -9 of {first} (lease duration {LEASE_SECONDS} s)",
+        standby.identity,
+        took.as_secs_f64()
+    );
+    assert!(took <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(1500), "failover took {took:?}");
+    assert_eq!(holder(&leases).await.as_deref(), Some(standby.identity));
+
+    // The new leader reconciles.
+    let topics: Api<Topic> = Api::namespaced(client.clone(), NS);
+    let t: Topic = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Topic",
+        "metadata": { "name": "after-failover", "namespace": NS }, "spec": { "cluster": "kf" },
+    }))
+    .unwrap();
+    topics.create(&PostParams::default(), &t).await.unwrap();
+    wait_for("Topic status from the new leader", Duration::from_secs(20), || async {
+        topics.get("after-failover").await.unwrap().status
+    })
+    .await;
+    assert!(standby.metric("sluice_operator_reconciles_total").unwrap() > 0.0);
+    ops.clear();
+}
