@@ -565,3 +565,104 @@ async fn committed_offsets_survive_kill_9_and_members_rejoin() {
     c.close().await.unwrap();
     drop(broker);
 }
+
+/// A simulated member: heartbeats as `GroupConsumer` does (at once after releasing
+/// partitions, every 100 ms while reconciling, else at the interval) and releases
+/// revoked partitions immediately.
+async fn simulated_member(
+    client: Client,
+    group: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    member_id: Arc<Mutex<String>>,
+) {
+    let mut groups = client.groups();
+    let (mut id, mut epoch, mut owned) = (String::new(), 0, Vec::<pb::TopicPartition>::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let req = pb::HeartbeatRequest {
+            group: group.clone(),
+            member_id: id.clone(),
+            member_epoch: epoch,
+            topics: vec!["big".into()],
+            owned: owned.clone(),
+            session_timeout_ms: 3_000,
+            strategy: 0,
+            client_id: "sim".into(),
+        };
+        let r = match groups.heartbeat(req).await {
+            Ok(r) => r.into_inner(),
+            // Removed by the test (a leave on its behalf).
+            Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => return,
+            Err(e) => panic!("heartbeat failed: {e}"),
+        };
+        *member_id.lock().unwrap() = r.member_id.clone();
+        let released = owned.iter().any(|tp| !r.assignment.contains(tp));
+        (id, epoch, owned) = (r.member_id, r.member_epoch, r.assignment);
+        let wait = if released {
+            Duration::ZERO
+        } else if r.reconciling {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(u64::from(r.heartbeat_interval_ms))
+        };
+        tokio::time::sleep(wait).await;
+    }
+    let _ = groups.leave_group(pb::LeaveGroupRequest { group, member_id: id }).await;
+}
+
+/// Benchmark (run with `--ignored`): 100 members on 1,000 partitions; the time from a
+/// join or a leave until every member owns its target again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn rebalance_of_100_members_on_1000_partitions() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    let created = Instant::now();
+    broker.admin().await.create_topic("big", 1000, BTreeMap::new()).await.unwrap();
+    println!("topic with 1000 partitions created in {:?}", created.elapsed());
+    let admin = GroupAdmin::new(client.clone());
+    let stable = |members: usize| {
+        let admin = admin.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let d = admin.describe("big-group").await.unwrap();
+                if d.state == "Stable" && d.members.len() == members {
+                    let owned: usize = d.members.iter().map(|m| m.assignment.len()).sum();
+                    assert_eq!(owned, 1000);
+                    return start.elapsed();
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "never stable: {} members", d.members.len());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    let spawn = |stops: &mut Vec<_>, tasks: &mut Vec<_>| {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let id: Arc<Mutex<String>> = Arc::default();
+        tasks.push(tokio::spawn(simulated_member(client.clone(), "big-group".into(), stop.clone(), id.clone())));
+        stops.push((stop, id));
+    };
+    for _ in 0..100 {
+        spawn(&mut stops, &mut tasks);
+    }
+    println!("100 members stable after {:?}", stable(100).await);
+    for round in 0..3 {
+        spawn(&mut stops, &mut tasks);
+        let join = stable(101).await;
+        let (stop, id) = stops.remove(round);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let member_id = id.lock().unwrap().clone();
+        client.groups().leave_group(pb::LeaveGroupRequest { group: "big-group".into(), member_id }).await.unwrap();
+        let leave = stable(100).await;
+        println!("round {round}: rebalance after a join {join:?}, after a leave {leave:?} (heartbeat interval 1 s)");
+    }
+    for (s, _) in stops {
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    broker.stop().await;
+}

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     connection::Client,
-    consumer::{AutoOffsetReset, Consumer, ConsumerRecord, StartOffset},
+    consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, StartOffset},
     error::{ClientError, Result},
 };
 
@@ -74,7 +74,12 @@ impl GroupConsumer {
             topics.iter().map(|t| t.to_string()).collect(),
             config.clone(),
         ));
-        let inner = Consumer::new(client, config.consumer.clone());
+        // A committed offset that retention has since deleted resets the same way as
+        // a partition without one.
+        let inner = Consumer::new(
+            client,
+            ConsumerConfig { auto_offset_reset: config.auto_offset_reset, ..config.consumer.clone() },
+        );
         Ok(Self {
             group: group.to_string(),
             coordinator,

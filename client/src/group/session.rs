@@ -22,6 +22,10 @@ use tracing::{debug, info, warn};
 use super::{GroupConfig, Strategy, TopicPartition};
 use crate::{connection::Client, error::ClientError};
 
+/// Heartbeat interval while the coordinator reports the member's assignment is still
+/// moving.
+const RECONCILING_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Wait before retrying a heartbeat that failed for a transient reason.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -134,7 +138,10 @@ fn apply(session: &Session, r: Result<pb::HeartbeatResponse, ClientError>) -> St
             s.heartbeat_interval = Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10)));
             let changed = assignment != s.assignment;
             s.assignment = assignment;
-            let interval = s.heartbeat_interval;
+            // While partitions are moving, ask again soon: the partitions this member
+            // waits for are handed over as soon as their old owner releases them.
+            let interval =
+                if r.reconciling { s.heartbeat_interval.min(RECONCILING_INTERVAL) } else { s.heartbeat_interval };
             drop(s);
             if changed {
                 debug!("assignment changed");
