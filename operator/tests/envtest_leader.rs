@@ -137,3 +137,62 @@ async fn exactly_one_operator_reconciles_and_a_standby_takes_over_after_kill_9()
     assert!(standby.metric("sluice_operator_reconciles_total").unwrap() > 0.0);
     ops.clear();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_stops_reconciling_at_once() {
+    let Some(cp) = ControlPlane::start() else { return };
+    cp.install_crds();
+    let client = cp.client().await;
+    let operator = support::InProcessOperator::start(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    wait_for("in-process leader", Duration::from_secs(20), || async {
+        (operator.counter("sluice_operator_leader") == 1.0).then_some(())
+    })
+    .await;
+
+    // Another process takes the Lease (as after a network partition healed on its side).
+    // It keeps renewing, as a live holder does.
+    let thief = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                let now =
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+                let stolen = Lease {
+                    metadata: kube::api::ObjectMeta { name: Some("sluice-operator".into()), ..Default::default() },
+                    spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                        holder_identity: Some("thief".into()),
+                        lease_duration_seconds: Some(60),
+                        renew_time: Some(now),
+                        ..Default::default()
+                    }),
+                };
+                let pp = kube::api::PatchParams::apply("thief").force();
+                leases.patch("sluice-operator", &pp, &kube::api::Patch::Apply(&stolen)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let t0 = Instant::now();
+    wait_for("controllers stopped", Duration::from_secs(LEASE_SECONDS * 2), || async {
+        (operator.counter("sluice_operator_leader") == 0.0).then_some(())
+    })
+    .await;
+    println!("controllers stopped {:.2} s after the Lease was taken", t0.elapsed().as_secs_f64());
+
+    // Nothing is reconciled any more.
+    let reconciles = operator.counter("sluice_operator_reconciles_total");
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let c: Cluster = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Cluster",
+        "metadata": { "name": "ignored", "namespace": NS }, "spec": { "brokers": 1 },
+    }))
+    .unwrap();
+    clusters.create(&PostParams::default(), &c).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(clusters.get("ignored").await.unwrap().status.is_none(), "a non-leader wrote status");
+    assert_eq!(operator.counter("sluice_operator_reconciles_total"), reconciles);
+    assert_eq!(holder(&leases).await.as_deref(), Some("thief"));
+    thief.abort();
+    operator.stop().await;
+}
