@@ -181,6 +181,29 @@ async fn topics_are_placed_on_live_brokers_grow_refuse_shrink_and_are_finalized(
     assert_eq!(&nine[..6], &six[..]);
     assert_eq!(leaders(&nine).into_values().collect::<Vec<_>>(), vec![3, 3, 3]);
 
+    // Scaling the Cluster down to 2 brokers would remove broker 2, which hosts replicas: refused.
+    let scale = |n: i32| json!({ "spec": { "brokers": n } });
+    clusters.patch("kf", &PatchParams::default(), &Patch::Merge(&scale(2))).await.unwrap();
+    let c = wait_for("ScaleDownBlocked", Duration::from_secs(20), || async {
+        let c = clusters.get("kf").await.unwrap();
+        let ready = c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+        (ready.reason == "ScaleDownBlocked").then_some((c, ready))
+    })
+    .await;
+    println!("scale-down refused: {}", c.1.message.clone().unwrap_or_default());
+    assert!(c.1.message.unwrap_or_default().contains("[2] still host partitions of topics {\"orders\"}"));
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get("kf").await.unwrap();
+    assert_eq!(sts.spec.unwrap().replicas, Some(3));
+    clusters.patch("kf", &PatchParams::default(), &Patch::Merge(&scale(3))).await.unwrap();
+
+    // What the 1.20 schema cannot check is checked by the operator.
+    let bad = json!({ "cluster": "kf", "replicationFactor": 2, "minInsyncReplicas": 3 });
+    topics.create(&PostParams::default(), &topic("bad-isr", bad)).await.unwrap();
+    let t = wait_topic(&topics, "bad-isr", ConditionStatus::False, "InvalidSpec").await;
+    let msg = t.status.unwrap().conditions[0].message.clone().unwrap_or_default();
+    assert!(msg.contains("minInsyncReplicas (3) is larger than spec.replicationFactor (2)"), "{msg}");
+    topics.delete("bad-isr", &DeleteParams::default()).await.unwrap();
+
     // Shrink 9 → 3: refused, status keeps 9, spec stays as written.
     patch_partitions(&topics, "orders", 3).await;
     let t = wait_topic(&topics, "orders", ConditionStatus::False, "PartitionShrinkRefused").await;
@@ -244,13 +267,10 @@ async fn topics_are_placed_on_live_brokers_grow_refuse_shrink_and_are_finalized(
     .await;
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let deleted = wait_for("TopicDeleted Event", Duration::from_secs(10), || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("TopicDeleted"))
+        events.list(&ListParams::default()).await.unwrap().items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("TopicDeleted")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders")
+        })
     })
     .await;
     println!("deletion event: {}", deleted.note.clone().unwrap_or_default());
