@@ -150,10 +150,10 @@ pub struct ProduceArgs {
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: Acks,
     /// Longest time a record waits for its batch to fill, in milliseconds
-    /// [default: the client's default, 5]
+    /// [default: the client's default, 0]
     #[arg(long)]
     pub linger_ms: Option<u64>,
-    /// Target batch size in bytes [default: the client's default, 262144]
+    /// Target batch size in bytes [default: the client's default, 65536]
     #[arg(long, value_name = "BYTES")]
     pub batch_size: Option<usize>,
 }

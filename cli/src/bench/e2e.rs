@@ -45,7 +45,7 @@ pub async fn run(args: &E2eArgs, session: &Session) -> anyhow::Result<(Report, u
         expected.store(out.as_ref().map_or(0, |o| o.acked), Ordering::Release);
         out
     };
-    // The consumer runs in this task, not a spawned one: `Consumer::poll` is not `Send`.
+    // The consumer runs in this task, concurrently with the producer tasks.
     let (out, received) = tokio::join!(produce, receive(consumer, clock, &expected));
     drop(progress);
     let (out, received) = (out?, received?);

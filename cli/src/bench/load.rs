@@ -9,27 +9,27 @@
 //! uses the tokio timer (1 ms resolution), so records leave in bursts of up to
 //! 1 ms worth; their latency still counts from the due time.
 //!
-//! Acknowledgements are awaited off the sending path, by one task per producer and
-//! partition. Awaiting them in send order there is exact, because a partition has one
-//! request in flight at a time and its batches are acknowledged in order.
+//! Acknowledgements are awaited off the sending path, see [`super::acks`].
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::Poll,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
-use sluice_client::{Client, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
-use tokio::{
-    sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel},
-    task::{JoinHandle, JoinSet},
-};
+use sluice_client::{Client, Producer, ProducerConfig, ProducerRecord};
+use tokio::task::JoinSet;
 
-use super::{args::Stop, report::Latency};
+use super::{
+    acks::{AckTracker, Drained},
+    args::Stop,
+    report::Latency,
+};
 
 /// A process-local time origin, so that a consumer can compute a record's end-to-end
 /// latency from the nanoseconds the producer wrote into it.
@@ -120,6 +120,8 @@ impl LoadOutcome {
 /// How often a producer publishes its count for the progress bar and lets other tasks
 /// run (sending only waits when the producer's buffer is full).
 const PUBLISH_EVERY: u64 = 256;
+/// At max throughput, records sent per clock read.
+const CLOCK_REUSE: u32 = 16;
 
 /// Runs the load; `sent` counts records as they are handed to the producers.
 pub async fn run(spec: LoadSpec, sent: Arc<AtomicU64>) -> anyhow::Result<LoadOutcome> {
@@ -147,8 +149,6 @@ pub async fn run(spec: LoadSpec, sent: Arc<AtomicU64>) -> anyhow::Result<LoadOut
     Ok(outcome)
 }
 
-type Pending = (Instant, DeliveryFuture);
-
 /// One producer's share of the load. Returns records sent, when the last was
 /// acknowledged, and what its acknowledgement tasks saw.
 async fn produce(
@@ -159,13 +159,13 @@ async fn produce(
     sent: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Instant, Vec<Drained>)> {
     let payload = payload(spec.record_size);
-    let mut acks: Vec<Option<UnboundedSender<Pending>>> = vec![None; spec.partitions as usize];
-    let mut drains: Vec<JoinHandle<Drained>> = Vec::new();
+    let mut acks = AckTracker::new(spec.partitions);
     let (count, deadline) = match spec.stop {
         Stop::Count(n) => (n, None),
         Stop::Duration(d) => (u64::MAX, Some(start + d)),
     };
     let mut n = 0u64;
+    let (mut now, mut clock_reuses) = (start, 0);
     for seq in share(index, spec.producers, count) {
         let due = match spec.rate {
             Some(rate) => {
@@ -174,12 +174,20 @@ async fn produce(
                     break;
                 }
                 if due > Instant::now() {
+                    acks.flush();
                     tokio::time::sleep_until(due.into()).await;
                 }
                 due
             }
             None => {
-                let now = Instant::now();
+                // Records go out microseconds apart, so one clock read serves a few
+                // of them (their latency is over-stated by at most those
+                // microseconds); it is read afresh after anything that waited.
+                if clock_reuses == 0 {
+                    now = Instant::now();
+                    clock_reuses = CLOCK_REUSE;
+                }
+                clock_reuses -= 1;
                 if deadline.is_some_and(|d| now >= d) {
                     break;
                 }
@@ -193,59 +201,35 @@ async fn produce(
         } else {
             record.value(payload.clone())
         };
-        let delivery = producer.send(record).await.context("send failed")?;
-        let tx = acks[partition as usize].get_or_insert_with(|| {
-            let (tx, rx) = unbounded_channel();
-            drains.push(tokio::spawn(drain(rx)));
-            tx
-        });
-        let _ = tx.send((due, delivery));
+        let send = producer.send(record);
+        tokio::pin!(send);
+        let delivery = match futures::poll!(&mut send) {
+            Poll::Ready(r) => r,
+            // The producer's buffer is full: let the acknowledgement tasks see what
+            // was sent so far before waiting.
+            Poll::Pending => {
+                acks.flush();
+                clock_reuses = 0;
+                send.await
+            }
+        }
+        .context("send failed")?;
+        acks.push(partition, due, delivery);
         n += 1;
         if n.is_multiple_of(PUBLISH_EVERY) {
             sent.fetch_add(PUBLISH_EVERY, Ordering::Relaxed);
+            acks.flush();
+            clock_reuses = 0;
             tokio::task::yield_now().await;
         }
     }
     sent.fetch_add(n % PUBLISH_EVERY, Ordering::Relaxed);
+    acks.flush();
     producer.flush().await;
-    drop(acks);
-    let mut drained = Vec::with_capacity(drains.len());
-    for d in drains {
-        drained.push(d.await.context("acknowledgement task failed")?);
-    }
+    let drained = acks.finish().await.context("acknowledgement task failed")?;
     let finished = drained.iter().filter_map(|d| d.last).max().unwrap_or_else(Instant::now);
     producer.close().await;
     Ok((n, finished, drained))
-}
-
-/// What one acknowledgement task saw.
-#[derive(Debug, Default)]
-struct Drained {
-    acked: u64,
-    errors: u64,
-    first_error: Option<String>,
-    latency: Latency,
-    last: Option<Instant>,
-}
-
-async fn drain(mut rx: UnboundedReceiver<Pending>) -> Drained {
-    let mut d = Drained::default();
-    while let Some((due, delivery)) = rx.recv().await {
-        let result = delivery.await;
-        let now = Instant::now();
-        d.last = Some(now);
-        match result {
-            Ok(_) => {
-                d.acked += 1;
-                d.latency.record(now.saturating_duration_since(due));
-            }
-            Err(e) => {
-                d.errors += 1;
-                d.first_error.get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
-    d
 }
 
 /// `size` bytes that do not compress to nothing (xorshift).
@@ -327,5 +311,35 @@ mod tests {
         if let Some(before) = c.origin.checked_sub(Duration::from_millis(1)) {
             assert_eq!(c.nanos(before), 0);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_record_is_acknowledged_once_by_the_null_server() {
+        use sluice_client::{Admin, Client};
+        let server = super::super::null_server::NullServer::start(50, 4096).await.expect("server");
+        let addr = server.addr.to_string();
+        let admin = Admin::new(Client::connect(&addr).await.expect("connect"));
+        admin.create_topic("t", 3, Default::default()).await.expect("create");
+        let spec = LoadSpec {
+            addr: addr.clone(),
+            topic: "t".into(),
+            partitions: 3,
+            producers: 2,
+            record_size: 50,
+            stop: Stop::Count(1000),
+            rate: None,
+            config: ProducerConfig { linger: Duration::from_millis(1), batch_size: 4096, ..Default::default() },
+            stamp: true,
+            clock: Clock::new(),
+        };
+        let sent = Arc::new(AtomicU64::new(0));
+        let out = run(spec, sent.clone()).await.expect("load");
+        assert_eq!((out.sent, out.acked, out.errors), (1000, 1000, 0));
+        assert_eq!(sent.load(Ordering::Relaxed), 1000);
+        assert_eq!(out.latency.summary(crate::bench::report::LatencyKind::Ack, "x").expect("samples").samples, 1000);
+        let desc = admin.describe_topic("t").await.expect("describe");
+        let ends: Vec<u64> = desc.partitions.iter().map(|p| p.high_watermark).collect();
+        assert_eq!(ends, vec![334, 333, 333]);
+        server.stop().await.expect("stop");
     }
 }

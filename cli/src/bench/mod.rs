@@ -6,10 +6,11 @@
 //! - [`session`]: what the bench runs against and the topic it uses.
 //! - [`embedded`]: the embedded broker, its memory and disk figures.
 //! - [`null_server`]: the transport-only server.
-//! - [`load`]: the producers (fixed rate or max throughput) and ack latency.
+//! - [`load`]: the producers (fixed rate or max throughput); [`acks`]: ack latency.
 //! - [`produce`], [`consume`], [`e2e`]: the workloads.
 //! - [`report`]: histogram, results, text and JSON output; [`progress`]: the bar.
 
+mod acks;
 mod args;
 mod consume;
 mod e2e;

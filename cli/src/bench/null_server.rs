@@ -167,8 +167,9 @@ impl NullService {
     fn read(&self, offset: u64, end: u64, max_bytes: usize) -> Bytes {
         let t = &self.template;
         let per_batch = StoredBatchHeader::LEN + t.batch.len();
-        let mut out =
-            BytesMut::with_capacity(max_bytes.min(per_batch * ((end - offset) as usize).div_ceil(t.records as usize)));
+        let mut out = BytesMut::with_capacity(
+            max_bytes.min(per_batch.saturating_mul(((end - offset) as usize).div_ceil(t.records as usize))),
+        );
         let mut base = offset;
         while base < end {
             let n = (end - base).min(u64::from(t.records)) as u32;

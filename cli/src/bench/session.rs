@@ -216,3 +216,36 @@ pub async fn records_in(addr: &str, topic: &str) -> anyhow::Result<u64> {
     let desc = admin.describe_topic(topic).await?;
     Ok(desc.partitions.iter().map(|p| p.high_watermark.saturating_sub(p.log_start_offset)).sum())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::bench::{
+        args::{BenchArgs, Workload},
+        produce,
+    };
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_broker_serves_a_produce_run_and_is_removed() {
+        let argv =
+            ["x", "produce", "--count", "500", "--partitions", "2", "--durability", "always", "--linger-ms", "1"];
+        let Workload::Produce(args) = Cli::parse_from(argv).bench.workload else { panic!("not produce") };
+        let session = Session::open(None, false, &args.common).await.expect("open");
+        let TargetInfo::Embedded { data_dir, .. } = session.target.clone() else { panic!("not embedded") };
+        let (report, payload) = produce::run(&args, &session).await.expect("produce");
+        assert_eq!((report.records, report.errors, report.partitions), (500, 0, 2));
+        assert_eq!(report.durability, "always");
+        let stats = session.close(payload).await.expect("close").expect("embedded broker figures");
+        assert_eq!(stats.payload_bytes, 500 * 100);
+        assert!(stats.stored_log_bytes.expect("stored") > 500 * 100);
+        assert!(!std::path::Path::new(&data_dir).exists(), "{data_dir} was not removed");
+    }
+}
