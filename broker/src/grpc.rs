@@ -110,6 +110,12 @@ fn describe(t: TopicInfo) -> pb::TopicDescription {
 impl Sluice for SluiceService {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
         let r = req.into_inner();
+        // Internal topics are written by the broker itself (committed offsets go
+        // through OffsetCommit, which checks membership).
+        if r.topic.starts_with(crate::topic_name::INTERNAL_PREFIX) {
+            let why = format!("'{}' is an internal topic; clients cannot produce to it", r.topic);
+            return Err(self.fail("produce", BrokerError::InvalidRequest(why)));
+        }
         let acks = acks(r.acks)?;
         let span = info_span!("produce", topic = %r.topic, partition = r.partition, bytes = r.batch.len());
         let appended = self

@@ -471,6 +471,20 @@ async fn lag_is_exported_and_offsets_topic_is_hidden_and_compacted() {
     assert_eq!(names, vec!["m"], "internal topics are hidden by default");
     let all = admin.list_topics(true).await.unwrap();
     assert!(all.iter().any(|t| t.name == "__consumer_offsets" && t.internal && t.partitions == 2));
+    // Clients cannot write offsets around the coordinator, nor delete its topic.
+    let batch = {
+        let mut b = sluice_core::BatchBuilder::default();
+        b.push(0, Some(b"k"), Some(b"v"), &[]);
+        b.finish()
+    };
+    let req = pb::ProduceRequest { topic: "__consumer_offsets".into(), batch, acks: 1, ..Default::default() };
+    let e = ClientError::from(client.raw().produce(req).await.unwrap_err());
+    assert_eq!(
+        e.to_string(),
+        "invalid request: '__consumer_offsets' is an internal topic; clients cannot produce to it"
+    );
+    let e = admin.delete_topic("__consumer_offsets").await.unwrap_err();
+    assert!(e.to_string().contains("internal topic and cannot be deleted"), "{e}");
 
     // 500 commits of one group: the offsets partition stays small.
     let groups = GroupAdmin::new(client.clone());
@@ -664,5 +678,75 @@ async fn rebalance_of_100_members_on_1000_partitions() {
     for t in tasks {
         t.await.unwrap();
     }
+    broker.stop().await;
+}
+
+/// Benchmark (run with `--ignored`, in release): 4 group members on 16 partitions
+/// against 4 consumers with manual assignment (4 partitions each), same data.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn group_consumption_rate_against_manual_assignment() {
+    const PER_PARTITION: u64 = 100_000;
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    broker.admin().await.create_topic("rate", 16, BTreeMap::new()).await.unwrap();
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let value = vec![b'x'; 100];
+    let mut pending = Vec::new();
+    for i in 0..16 * PER_PARTITION {
+        pending.push(
+            producer.send(ProducerRecord::new("rate").partition((i % 16) as u32).value(value.clone())).await.unwrap(),
+        );
+    }
+    for d in pending {
+        d.await.unwrap();
+    }
+    let total = 16 * PER_PARTITION;
+
+    let manual = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..4u32 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut consumer = sluice_client::Consumer::new(client, Default::default());
+            for p in 0..4 {
+                consumer.assign("rate", c * 4 + p, sluice_client::StartOffset::Earliest).await.unwrap();
+            }
+            let mut n = 0;
+            while n < 4 * PER_PARTITION {
+                n += consumer.poll(Duration::from_millis(100)).await.unwrap().len() as u64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let manual = manual.elapsed();
+
+    let grouped = Instant::now();
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, read) = (client.clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = GroupConsumer::subscribe(client, &["rate"], "rate-group", config(true)).await.unwrap();
+            while read.load(std::sync::atomic::Ordering::Relaxed) < total {
+                let n = c.poll(Duration::from_millis(100)).await.unwrap().len() as u64;
+                read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            c.close().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let grouped = grouped.elapsed();
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    println!(
+        "{total} records of 100 B: manual assignment {:.0} rec/s, group of 4 {:.0} rec/s ({:.0}%, rebalances included)",
+        rate(manual),
+        rate(grouped),
+        100.0 * rate(grouped) / rate(manual)
+    );
     broker.stop().await;
 }
