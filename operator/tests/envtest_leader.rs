@@ -119,7 +119,9 @@ async fn exactly_one_operator_reconciles_and_a_standby_takes_over_after_kill_9()
         standby.identity,
         took.as_secs_f64()
     );
-    assert!(took <= Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(1500), "failover took {took:?}");
+    // The Lease expires at most one duration after the kill; kube-lease-manager then waits
+    // up to 1 s (random, against collisions) before taking it, and we poll /metrics.
+    assert!(took <= Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(2), "failover took {took:?}");
     assert_eq!(holder(&leases).await.as_deref(), Some(standby.identity));
 
     // The new leader reconciles.

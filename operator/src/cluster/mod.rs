@@ -54,6 +54,10 @@ where
 
 async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let client = ctx.client.clone();
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children; nothing to do or report.
+        return Ok(Action::await_change());
+    }
     let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = cluster.name_any();
 
@@ -94,7 +98,12 @@ async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     };
     if status != old {
         let api: Api<Cluster> = Api::namespaced(client, &ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await {
+            Ok(_) => {}
+            // Deleted while we looked: nothing left to report on.
+            Err(e) if crate::is_not_found(&e) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
         ctx.metrics.status_written(CONTROLLER);
         let ready_changed = conditions::ready(&old.conditions).map(|c| (&c.status, &c.reason))
             != conditions::ready(&status.conditions).map(|c| (&c.status, &c.reason));

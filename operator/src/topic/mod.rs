@@ -105,7 +105,12 @@ async fn reconcile_topic(topic: &Topic, ctx: &Context, ns: &str) -> Result<Actio
     };
     if status != old {
         let api: Api<Topic> = Api::namespaced(client, ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await {
+            Ok(_) => {}
+            // Deleted while we looked: nothing left to report on.
+            Err(e) if crate::is_not_found(&e) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        }
         ctx.metrics.status_written(CONTROLLER);
         let ready_changed = conditions::ready(&old.conditions).map(|c| (&c.status, &c.reason))
             != conditions::ready(&status.conditions).map(|c| (&c.status, &c.reason));

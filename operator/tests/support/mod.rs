@@ -81,6 +81,16 @@ impl InProcessOperator {
         metric(&self.metrics.encode(), name)
     }
 
+    /// Asserts that reconciles failed at most `max` times (transient API errors such as a
+    /// conflict or an object deleted mid-reconcile are retried and allowed), printing them.
+    pub fn assert_few_failures(&self, max: f64) {
+        let text = self.metrics.encode();
+        let failures: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("sluice_operator_reconcile_failures_total")).collect();
+        println!("reconcile failures: {failures:?}");
+        assert!(metric(&text, "sluice_operator_reconcile_failures_total") <= max, "{failures:?}");
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
