@@ -76,7 +76,8 @@ pub struct TopicInfo {
 struct Topic {
     spec: TopicSpec,
     config: TopicConfig,
-    partitions: Vec<Arc<PartitionLog>>,
+    /// The partitions this broker hosts (all of them in standalone mode).
+    partitions: BTreeMap<u32, Arc<PartitionLog>>,
 }
 
 /// Default fetch size when a request says 0, and the ceiling for any request.
@@ -110,7 +111,10 @@ impl Broker {
     /// (it starts the group-commit task).
     pub fn open(config: BrokerConfig) -> Result<Self> {
         let (db, lock) = storage::open(&config)?;
-        let metadata: Arc<dyn MetadataStore> = Arc::new(LocalMetadata::open(&db)?);
+        let metadata: Arc<dyn MetadataStore> = match &config.metadata {
+            Some(m) => m.clone(),
+            None => Arc::new(LocalMetadata::open(&db)?),
+        };
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(db.clone(), metrics.clone());
         let broker =
@@ -128,15 +132,22 @@ impl Broker {
         &self.config
     }
 
+    /// The metadata store (placement, leaders and brokers in Kubernetes mode).
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     fn open_topic(&self, spec: TopicSpec) -> Result<Arc<Topic>> {
         let config = self.config.topic_defaults.with_overrides(&spec.config)?;
-        let partitions = (0..spec.partitions)
-            .map(|p| PartitionLog::open(&self.db, &spec.name, p).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+        let hosted = self.metadata.hosted_partitions(&spec.name).unwrap_or_else(|| (0..spec.partitions).collect());
+        let partitions = hosted
+            .into_iter()
+            .map(|p| Ok((p, Arc::new(PartitionLog::open(&self.db, &spec.name, p)?))))
+            .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(Arc::new(Topic { spec, config, partitions }))
     }
 
@@ -151,10 +162,10 @@ impl Broker {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<(Arc<Topic>, Arc<PartitionLog>)> {
         let t = self.topic(topic)?;
-        let p = t.partitions.get(partition as usize).cloned().ok_or_else(|| BrokerError::UnknownPartition {
+        let p = t.partitions.get(&partition).cloned().ok_or_else(|| BrokerError::UnknownPartition {
             topic: topic.to_string(),
             partition,
-            count: t.partitions.len() as u32,
+            count: t.spec.partitions,
         })?;
         Ok((t, p))
     }
@@ -167,6 +178,9 @@ impl Broker {
         replication_factor: u32,
         config: BTreeMap<String, String>,
     ) -> Result<TopicInfo> {
+        if let Some(why) = self.metadata.admin_refusal() {
+            return Err(BrokerError::Unsupported(why));
+        }
         topic_name::validate(name)?;
         if name.starts_with(topic_name::INTERNAL_PREFIX) {
             return Err(BrokerError::InvalidTopicName {
@@ -228,6 +242,9 @@ impl Broker {
 
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        if let Some(why) = self.metadata.admin_refusal() {
+            return Err(BrokerError::Unsupported(why));
+        }
         if name.starts_with(topic_name::INTERNAL_PREFIX) {
             return Err(BrokerError::InvalidRequest(format!("'{name}' is an internal topic and cannot be deleted")));
         }
@@ -237,20 +254,98 @@ impl Broker {
             self.metadata.delete_topic(name)?;
             topic
         };
-        for p in &topic.partitions {
-            storage::drop_partition(&self.db, name, p.partition())?;
-            let labels = PartitionLabels { topic: name.to_string(), partition: p.partition() };
-            self.metrics.partition_size_bytes.remove(&labels);
-            self.metrics.partition_log_start.remove(&labels);
-            self.metrics.partition_log_end.remove(&labels);
-            self.metrics.partition_high_watermark.remove(&labels);
+        for p in topic.partitions.keys() {
+            self.drop_partition(name, *p)?;
         }
         info!(topic = name, "topic deleted");
         Ok(())
     }
 
+    fn drop_partition(&self, name: &str, partition: u32) -> Result<()> {
+        storage::drop_partition(&self.db, name, partition)?;
+        let labels = PartitionLabels { topic: name.to_string(), partition };
+        self.metrics.partition_size_bytes.remove(&labels);
+        self.metrics.partition_log_start.remove(&labels);
+        self.metrics.partition_log_end.remove(&labels);
+        self.metrics.partition_high_watermark.remove(&labels);
+        Ok(())
+    }
+
+    /// Brings the open topics and partitions in line with the metadata store (Kubernetes
+    /// mode, after each change the store sees): opens what this broker now hosts, applies
+    /// config changes, and drops the data of topics and partitions it no longer hosts,
+    /// including trees left over from before a restart.
+    pub fn sync_with_metadata(&self) -> Result<()> {
+        let wanted = self.metadata.topics()?;
+        let mut topics = self.topics.write().map_err(|_| poisoned())?;
+        let gone: Vec<String> = topics.keys().filter(|n| !wanted.iter().any(|w| &&w.name == n)).cloned().collect();
+        for name in gone {
+            if let Some(t) = topics.remove(&name) {
+                for p in t.partitions.keys() {
+                    self.drop_partition(&name, *p)?;
+                }
+                info!(topic = %name, "topic no longer exists: data dropped");
+            }
+        }
+        for spec in wanted {
+            let hosted: Vec<u32> =
+                self.metadata.hosted_partitions(&spec.name).unwrap_or_else(|| (0..spec.partitions).collect());
+            let config = match self.config.topic_defaults.with_overrides(&spec.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(topic = %spec.name, error = %e, "topic config refused; keeping the previous one");
+                    topics.get(&spec.name).map_or_else(|| self.config.topic_defaults.clone(), |t| t.config.clone())
+                }
+            };
+            let old = topics.get(&spec.name).cloned();
+            if let Some(old) = &old
+                && old.spec == spec
+                && old.partitions.keys().copied().eq(hosted.iter().copied())
+            {
+                continue;
+            }
+            let mut partitions = BTreeMap::new();
+            for p in &hosted {
+                let log = match old.as_ref().and_then(|o| o.partitions.get(p)) {
+                    Some(l) => l.clone(),
+                    None => {
+                        info!(topic = %spec.name, partition = p, "hosting partition");
+                        Arc::new(PartitionLog::open(&self.db, &spec.name, *p)?)
+                    }
+                };
+                partitions.insert(*p, log);
+            }
+            for p in old.iter().flat_map(|o| o.partitions.keys()) {
+                if !partitions.contains_key(p) {
+                    self.drop_partition(&spec.name, *p)?;
+                    info!(topic = %spec.name, partition = p, "partition no longer hosted here: data dropped");
+                }
+            }
+            if old.as_ref().is_some_and(|o| o.config != config) {
+                info!(topic = %spec.name, "topic config changed");
+            }
+            topics.insert(spec.name.clone(), Arc::new(Topic { spec, config, partitions }));
+        }
+        // Trees of partitions nobody hosts any more (deleted while this broker was down).
+        for tree in self.db.tree_names() {
+            let Ok(name) = std::str::from_utf8(&tree) else { continue };
+            let Some(rest) = name.strip_prefix("t/") else { continue };
+            let Some((topic_partition, _kind)) = rest.rsplit_once('/') else { continue };
+            let Some((topic, partition)) = topic_partition.rsplit_once('/') else { continue };
+            let Ok(partition) = partition.parse::<u32>() else { continue };
+            if !topics.get(topic).is_some_and(|t| t.partitions.contains_key(&partition)) {
+                self.db.drop_tree(&tree)?;
+                info!(tree = name, "dropped data of a partition this broker does not host");
+            }
+        }
+        Ok(())
+    }
+
     /// Changes topic configuration overrides; an empty value removes an override.
     pub fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<TopicInfo> {
+        if let Some(why) = self.metadata.admin_refusal() {
+            return Err(BrokerError::Unsupported(why));
+        }
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         let old = topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         let mut spec = old.spec.clone();
@@ -276,7 +371,7 @@ impl Broker {
             config: topic.config.clone(),
             partitions: topic
                 .partitions
-                .iter()
+                .values()
                 .map(|p| PartitionInfo {
                     partition: p.partition(),
                     offsets: p.offsets(),
@@ -289,7 +384,7 @@ impl Broker {
 
     /// Partition count of a topic, `None` when it does not exist.
     pub fn partition_count(&self, name: &str) -> Option<u32> {
-        self.topics.read().ok()?.get(name).map(|t| t.partitions.len() as u32)
+        self.topics.read().ok()?.get(name).map(|t| t.spec.partitions)
     }
 
     pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
@@ -309,6 +404,7 @@ impl Broker {
     /// Validates and appends one batch; waits for durability as the topic requires.
     pub async fn produce(&self, topic: &str, partition: u32, acks: Acks, batch: Bytes) -> Result<Appended> {
         let started = Instant::now();
+        self.metadata.check_leader(topic, partition)?;
         let (t, log) = self.partition(topic, partition)?;
         let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
         let now = now_ms();
@@ -352,6 +448,7 @@ impl Broker {
     /// Reads batches from `offset`; waits up to `max_wait` for `min_bytes` to be there.
     pub async fn fetch(&self, topic: &str, partition: u32, params: FetchParams) -> Result<ReadResult> {
         let started = Instant::now();
+        self.metadata.check_leader(topic, partition)?;
         let (_, log) = self.partition(topic, partition)?;
         let max_bytes = match params.max_bytes {
             0 => DEFAULT_FETCH_MAX_BYTES,
@@ -382,6 +479,7 @@ impl Broker {
     /// Looks up an offset. For a timestamp later than every record, returns the high
     /// watermark and no timestamp (as Kafka does).
     pub fn list_offsets(&self, topic: &str, partition: u32, query: OffsetQuery) -> Result<(u64, Option<i64>)> {
+        self.metadata.check_leader(topic, partition)?;
         let (_, log) = self.partition(topic, partition)?;
         let o = log.offsets();
         Ok(match query {
@@ -407,7 +505,7 @@ impl Broker {
             if limits.retention_ms.is_none() && limits.retention_bytes.is_none() {
                 continue;
             }
-            for p in &t.partitions {
+            for p in t.partitions.values() {
                 match p.apply_retention(limits, now_ms) {
                     Ok(0) => {}
                     Ok(n) => {
@@ -428,7 +526,7 @@ impl Broker {
         let Ok(topics) = self.topics.read() else { return };
         let mut n = 0;
         for t in topics.values() {
-            for p in &t.partitions {
+            for p in t.partitions.values() {
                 n += 1;
                 let l = PartitionLabels { topic: t.spec.name.clone(), partition: p.partition() };
                 let o = p.offsets();

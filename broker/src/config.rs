@@ -139,6 +139,8 @@ pub struct BrokerConfig {
     pub cache_capacity_bytes: u64,
     /// The consumer-group coordinator.
     pub groups: crate::groups::GroupsConfig,
+    /// Where topics come from; `None`: the broker's own store (standalone).
+    pub metadata: Option<std::sync::Arc<dyn crate::metadata::MetadataStore>>,
 }
 
 impl BrokerConfig {
@@ -156,6 +158,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             cache_capacity_bytes: 128 * 1024 * 1024,
             groups: crate::groups::GroupsConfig::default(),
+            metadata: None,
         }
     }
 }

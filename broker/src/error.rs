@@ -24,6 +24,8 @@ pub enum BrokerError {
     InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),
+    #[error("{reason}")]
+    NotLeader { reason: String, leader: Option<(i32, String)> },
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]

@@ -56,6 +56,14 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Listen { .. } => {
             (Code::Internal, E::StorageError)
         }
+        BrokerError::NotLeader { leader, .. } => {
+            detail.retriable = true;
+            if let Some((id, address)) = leader {
+                detail.leader_id = *id;
+                detail.leader_address = address.clone();
+            }
+            (Code::Unavailable, E::NotLeader)
+        }
         BrokerError::ShuttingDown => {
             detail.retriable = true;
             (Code::Unavailable, E::ShuttingDown)
@@ -180,31 +188,48 @@ impl Sluice for SluiceService {
             }
         }
         let config = self.broker.config();
+        let store = self.broker.metadata();
         let topics = all
             .into_iter()
             .filter(|t| r.topics.is_empty() || r.topics.contains(&t.spec.name))
-            .map(|t| pb::TopicMetadata {
-                name: t.spec.name,
-                internal: t.spec.internal,
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| pb::PartitionMetadata {
-                        partition: p.partition,
-                        leader: config.broker_id,
-                        leader_epoch: 0,
-                        replicas: vec![config.broker_id],
-                        isr: vec![config.broker_id],
-                    })
-                    .collect(),
+            .map(|t| {
+                let partitions = match store.placement(&t.spec.name) {
+                    // Kubernetes mode: placement and leaders from the Topic's status.
+                    Some(placement) => placement
+                        .into_iter()
+                        .map(|p| pb::PartitionMetadata {
+                            partition: p.partition,
+                            leader: p.leader.unwrap_or(-1),
+                            leader_epoch: p.leader_epoch,
+                            replicas: p.replicas,
+                            isr: p.isr,
+                        })
+                        .collect(),
+                    None => t
+                        .partitions
+                        .iter()
+                        .map(|p| pb::PartitionMetadata {
+                            partition: p.partition,
+                            leader: config.broker_id,
+                            leader_epoch: 0,
+                            replicas: vec![config.broker_id],
+                            isr: vec![config.broker_id],
+                        })
+                        .collect(),
+                };
+                pb::TopicMetadata { name: t.spec.name, internal: t.spec.internal, partitions }
             })
             .collect();
-        let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
-        Ok(Response::new(pb::MetadataResponse {
-            brokers: vec![pb::BrokerInfo { id: config.broker_id, address, rack: String::new() }],
-            topics,
-            responding_broker: config.broker_id,
-        }))
+        let brokers = match store.brokers() {
+            Some(brokers) => {
+                brokers.into_iter().map(|b| pb::BrokerInfo { id: b.id, address: b.address, rack: b.rack }).collect()
+            }
+            None => {
+                let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
+                vec![pb::BrokerInfo { id: config.broker_id, address, rack: String::new() }]
+            }
+        };
+        Ok(Response::new(pb::MetadataResponse { brokers, topics, responding_broker: config.broker_id }))
     }
 
     async fn create_topic(

@@ -8,6 +8,7 @@
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
+//! - [`kubernetes`]: Kubernetes mode: Topic watch, broker Lease, other brokers.
 //! - [`config`], [`topic_name`], [`error`], [`metrics`]: settings, rules, errors, metrics.
 
 pub mod broker;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod groups;
 pub mod grpc;
 pub mod grpc_groups;
+pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
 pub mod server;

@@ -4,17 +4,36 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sluice_broker::{BrokerConfig, Durability};
+use sluice_broker::{BrokerConfig, Durability, kubernetes::KubeSettings};
 
 /// Runs a Sluice broker. In standalone mode it keeps topic metadata in its own data
-/// directory and needs nothing else.
+/// directory and needs nothing else; in Kubernetes mode (`--standalone=false`) it hosts
+/// the partitions that Topic resources of its Cluster place on it, and holds a Lease.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-broker", version, about)]
 struct Args {
-    /// Run without Kubernetes, keeping topic metadata in the data directory (the only
-    /// mode available until the operator ships).
-    #[arg(long, env = "SLUICE_STANDALONE", default_value_t = true)]
+    /// Run without Kubernetes, keeping topic metadata in the data directory.
+    /// `false`: Kubernetes mode (topics from Topic resources, a broker Lease).
+    #[arg(long, env = "SLUICE_STANDALONE", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     standalone: bool,
+    /// Kubernetes mode: name of the Cluster resource this broker belongs to.
+    #[arg(long, env = "SLUICE_CLUSTER")]
+    cluster: Option<String>,
+    /// Kubernetes mode: namespace of the Cluster (default: the pod's namespace, else the
+    /// client configuration's).
+    #[arg(long, env = "SLUICE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Kubernetes mode: the pod name `<cluster>-<ordinal>`; gives the broker id and the
+    /// Lease holder identity.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Kubernetes mode: duration of the broker Lease, in seconds (renewed every third).
+    #[arg(long, env = "SLUICE_LEASE_DURATION_SECONDS", default_value_t = 10)]
+    lease_duration_seconds: u64,
+    /// Kubernetes mode: this broker's rack/zone, put on its Lease as `sluice.dev/rack`.
+    #[arg(long, env = "SLUICE_RACK")]
+    rack: Option<String>,
     /// Directory for the log database; created if missing, locked while running.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     data_dir: PathBuf,
@@ -28,9 +47,9 @@ struct Args {
     /// Address clients should use to reach this broker (defaults to --listen).
     #[arg(long, env = "SLUICE_ADVERTISED_ADDRESS")]
     advertised_address: Option<String>,
-    /// Broker id (the StatefulSet ordinal on Kubernetes).
-    #[arg(long, env = "SLUICE_BROKER_ID", default_value_t = 0)]
-    broker_id: i32,
+    /// Broker id (Kubernetes mode: parsed from POD_NAME when not given; standalone: 0).
+    #[arg(long, env = "SLUICE_BROKER_ID")]
+    broker_id: Option<i32>,
     /// Default durability for topics: "interval" (flush every --flush-interval-ms)
     /// or "always" (acknowledge only after a flush; concurrent requests share one).
     #[arg(long, env = "SLUICE_DURABILITY", default_value = "interval")]
@@ -69,12 +88,49 @@ struct Args {
 }
 
 impl Args {
-    fn into_config(self) -> anyhow::Result<BrokerConfig> {
-        if !self.standalone {
-            bail!("only --standalone mode is available in this build (Kubernetes mode comes with the operator)");
+    /// Who this broker is in its Kubernetes cluster (`None` in standalone mode).
+    fn kube_settings(&self) -> anyhow::Result<Option<KubeSettings>> {
+        if self.standalone {
+            return Ok(None);
         }
+        let Some(cluster) = self.cluster.clone().filter(|c| !c.is_empty()) else {
+            bail!("Kubernetes mode (SLUICE_STANDALONE=false) needs the Cluster name: set SLUICE_CLUSTER or --cluster");
+        };
+        let namespace = match self.namespace.clone().filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "default".to_string()),
+        };
+        let broker_id = match (self.broker_id, self.pod_name.as_deref()) {
+            (Some(id), _) => id,
+            (None, Some(pod)) => KubeSettings::id_from_pod_name(&cluster, pod).with_context(|| {
+                format!(
+                    "POD_NAME {pod:?} is not '{cluster}-<ordinal>': cannot tell the broker id (or pass --broker-id)"
+                )
+            })?,
+            (None, None) => {
+                bail!("Kubernetes mode needs the broker id: set POD_NAME (<cluster>-<ordinal>) or --broker-id")
+            }
+        };
+        let identity = self.pod_name.clone().unwrap_or_else(|| format!("{cluster}-{broker_id}"));
+        let advertised_address = self.advertised_address.clone().unwrap_or_else(|| self.listen.to_string());
+        let lease_duration = Duration::from_secs(self.lease_duration_seconds.max(1));
+        Ok(Some(KubeSettings {
+            cluster,
+            namespace,
+            broker_id,
+            identity,
+            advertised_address,
+            rack: self.rack.clone().filter(|r| !r.is_empty()),
+            lease_duration,
+            renew_every: (lease_duration / 3).max(Duration::from_millis(200)),
+        }))
+    }
+
+    fn into_config(self) -> anyhow::Result<BrokerConfig> {
         let mut c = BrokerConfig::standalone(self.data_dir, self.listen);
-        c.broker_id = self.broker_id;
+        c.broker_id = self.broker_id.unwrap_or(0);
         c.metrics_listen = match self.metrics_listen.as_str() {
             "off" | "" => None,
             a => Some(a.parse().with_context(|| format!("--metrics-listen {a:?} is not HOST:PORT"))?),
@@ -100,6 +156,10 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sluice_broker::telemetry::init(&args.log_format);
+    let kube = args.kube_settings()?;
     let config = args.into_config()?;
-    sluice_broker::run_until_signal(config).await.context("broker failed")
+    match kube {
+        None => sluice_broker::run_until_signal(config).await.context("broker failed"),
+        Some(settings) => sluice_broker::kubernetes::run_until_signal(config, settings).await.context("broker failed"),
+    }
 }

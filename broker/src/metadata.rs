@@ -29,6 +29,52 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn create_topic(&self, spec: &TopicSpec) -> Result<()>;
     fn delete_topic(&self, name: &str) -> Result<()>;
     fn update_topic(&self, spec: &TopicSpec) -> Result<()>;
+
+    /// Why topics cannot be changed through the broker's admin API, when they cannot
+    /// (Kubernetes: Topic resources are the only way).
+    fn admin_refusal(&self) -> Option<String> {
+        None
+    }
+
+    /// The partitions of `topic` this broker hosts; `None`: all of them (standalone).
+    fn hosted_partitions(&self, _topic: &str) -> Option<Vec<u32>> {
+        None
+    }
+
+    /// Fails with [`BrokerError::NotLeader`] when this broker must not serve produce and
+    /// fetch for the partition (another broker leads it, or this broker lost its Lease).
+    fn check_leader(&self, _topic: &str, _partition: u32) -> Result<()> {
+        Ok(())
+    }
+
+    /// Placement and leadership of every partition of `topic`; `None`: this broker
+    /// alone hosts and leads everything (standalone).
+    fn placement(&self, _topic: &str) -> Option<Vec<PartitionPlacement>> {
+        None
+    }
+
+    /// Every live broker of the cluster; `None`: only this one (standalone).
+    fn brokers(&self) -> Option<Vec<BrokerAddress>> {
+        None
+    }
+}
+
+/// Where one partition lives (Kubernetes mode: from the Topic's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    pub partition: u32,
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// A live broker as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub address: String,
+    pub rack: String,
 }
 
 /// Standalone metadata: topic specs as JSON in a sled tree of the broker's database.

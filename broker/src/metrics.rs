@@ -65,6 +65,8 @@ pub struct Metrics {
     pub partition_log_end: Family<PartitionLabels, Gauge>,
     pub partition_high_watermark: Family<PartitionLabels, Gauge>,
     pub partitions: Gauge,
+    /// 1 while the broker holds its Lease (Kubernetes mode).
+    pub lease_held: Gauge,
     /// Consumer groups (refreshed at scrape time by the coordinator).
     pub group_lag: Family<GroupPartitionLabels, Gauge>,
     pub group_committed: Family<GroupPartitionLabels, Gauge>,
@@ -103,6 +105,7 @@ impl Metrics {
             partition_log_end: Family::default(),
             partition_high_watermark: Family::default(),
             partitions: Gauge::default(),
+            lease_held: Gauge::default(),
             group_lag: Family::default(),
             group_committed: Family::default(),
             group_members: Family::default(),
@@ -143,6 +146,11 @@ impl Metrics {
                 m.partition_high_watermark.clone(),
             );
             r.register("partitions", "Partitions hosted by this broker", m.partitions.clone());
+            r.register(
+                "broker_lease_held",
+                "1 while the broker holds its Lease and may act as leader (Kubernetes mode)",
+                m.lease_held.clone(),
+            );
             r.register(
                 "consumer_group_lag",
                 "Records between a group's committed offset and the log end, per partition",

@@ -218,7 +218,7 @@ pub async fn run_until_signal(config: BrokerConfig) -> Result<()> {
     handle.wait().await
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
