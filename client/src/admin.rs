@@ -80,17 +80,23 @@ impl Admin {
         spec: pb::OffsetSpec,
         timestamp_ms: i64,
     ) -> Result<(u64, Option<i64>)> {
-        let r = self
-            .client
-            .raw()
-            .list_offsets(pb::ListOffsetsRequest {
-                topic: topic.to_string(),
-                partition,
-                spec: spec as i32,
-                timestamp_ms,
-            })
-            .await?
-            .into_inner();
+        let req = pb::ListOffsetsRequest { topic: topic.to_string(), partition, spec: spec as i32, timestamp_ms };
+        let mut attempt = 0;
+        let r = loop {
+            attempt += 1;
+            match self.client.partition_client(topic, partition).await.list_offsets(req.clone()).await {
+                Ok(r) => break r.into_inner(),
+                Err(s) => {
+                    let e = crate::ClientError::from(s);
+                    self.client.refresh_route(topic, partition, &e).await;
+                    // A few tries after NOT_LEADER: the first teaches the leader.
+                    if attempt >= 5 || e.kind() != Some(pb::ErrorCode::NotLeader) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        };
         Ok((r.offset, (r.timestamp_ms >= 0).then_some(r.timestamp_ms)))
     }
 }

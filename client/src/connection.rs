@@ -16,11 +16,18 @@ pub struct Client {
     addr: String,
     raw: SluiceClient<Channel>,
     groups: GroupsClient<Channel>,
+    routing: crate::cluster::Shared,
 }
 
 impl Client {
     /// Connects to `addr` (`host:port`, or a full `http://` URL).
     pub async fn connect(addr: &str) -> Result<Self> {
+        let channel = Self::channel(addr).await?;
+        let groups = GroupsClient::new(channel.clone());
+        Ok(Self { addr: addr.to_string(), raw: Self::raw_client(channel), groups, routing: Default::default() })
+    }
+
+    async fn channel(addr: &str) -> Result<Channel> {
         let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let err = |reason: String| ClientError::Connect { addr: addr.to_string(), reason };
         let endpoint = Endpoint::from_shared(url)
@@ -42,8 +49,48 @@ impl Client {
             }
             err(reason)
         })?;
-        let groups = GroupsClient::new(channel.clone());
-        Ok(Self { addr: addr.to_string(), raw: Self::raw_client(channel), groups })
+        Ok(channel)
+    }
+
+    /// The connection for a partition's requests: its leader's when a NOT_LEADER
+    /// answer taught us one, else the broker this client was connected to.
+    pub(crate) async fn partition_client(&self, topic: &str, partition: u32) -> SluiceClient<Channel> {
+        match self.routing.leader(topic, partition) {
+            None => self.raw.clone(),
+            Some((_, Some(conn))) => conn,
+            Some((addr, None)) if addr == self.addr => self.raw.clone(),
+            Some((addr, None)) => match Self::channel(&addr).await {
+                Ok(channel) => {
+                    let conn = Self::raw_client(channel);
+                    self.routing.add_connection(&addr, conn.clone());
+                    conn
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot connect to the partition leader");
+                    self.raw.clone()
+                }
+            },
+        }
+    }
+
+    /// After a failed partition request: when it says NOT_LEADER or the broker was
+    /// unreachable, learn the leaders of the topic again (Metadata from any broker).
+    pub(crate) async fn refresh_route(&self, topic: &str, partition: u32, err: &crate::ClientError) {
+        if !crate::cluster::needs_refresh(err) {
+            return;
+        }
+        self.routing.learn_from_error(topic, partition, err);
+        if let (crate::ClientError::Transport(_), Some((addr, _))) = (err, self.routing.leader(topic, partition)) {
+            self.routing.forget_connection(&addr);
+        }
+        let req = sluice_proto::v1::MetadataRequest { topics: vec![topic.to_string()] };
+        let candidates = std::iter::once(self.raw.clone()).chain(self.routing.connections());
+        for mut c in candidates {
+            if let Ok(m) = c.metadata(req.clone()).await {
+                self.routing.learn_from_metadata(&m.into_inner());
+                return;
+            }
+        }
     }
 
     fn raw_client(channel: Channel) -> SluiceClient<Channel> {

@@ -179,7 +179,7 @@ impl Consumer {
                 continue;
             }
             a.in_flight = true;
-            let mut raw = self.client.raw();
+            let client = self.client.clone();
             let req = pb::FetchRequest {
                 topic: topic.clone(),
                 partition: *partition,
@@ -192,7 +192,13 @@ impl Consumer {
             };
             let (topic, partition, generation) = (topic.clone(), *partition, a.generation);
             self.fetches.push(Box::pin(async move {
+                let mut raw = client.partition_client(&topic, partition).await;
                 let r = raw.fetch(req).await.map(|r| r.into_inner()).map_err(ClientError::from);
+                if let Err(e) = &r
+                    && crate::cluster::needs_refresh(e)
+                {
+                    client.refresh_route(&topic, partition, e).await;
+                }
                 (topic, partition, generation, r)
             }));
         }
@@ -247,6 +253,13 @@ impl Consumer {
                 if let Some(a) = self.assignments.get_mut(&key) {
                     a.position = position;
                 }
+                return Ok(());
+            }
+            Err(e) if e.kind() == Some(pb::ErrorCode::NotLeader) => {
+                // The route was refreshed; fetch again from the leader after a pause
+                // (no leader may be elected yet).
+                tracing::debug!(%topic, partition, error = %e, "not the leader; fetching from the new leader");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 return Ok(());
             }
             Err(e) => return Err(e),

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod admin;
+mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;

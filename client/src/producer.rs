@@ -475,7 +475,7 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
             producer_id: -1,
             base_sequence: -1,
         };
-        let err = match inner.client.raw().produce(req).await {
+        let err = match inner.client.partition_client(&q.topic, q.partition).await.produce(req).await {
             Ok(r) => {
                 let r = r.into_inner();
                 debug!(topic = %q.topic, partition = q.partition, base_offset = r.base_offset, "batch acknowledged");
@@ -483,10 +483,19 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
             }
             Err(s) => ClientError::from(s),
         };
+        inner.client.refresh_route(&q.topic, q.partition, &err).await;
         if !err.is_retriable() || Instant::now() + inner.config.retry_backoff >= deadline {
             return Err(err);
         }
-        warn!(topic = %q.topic, partition = q.partition, attempt, error = %err, "produce failed, retrying");
+        if err.kind() == Some(pb::ErrorCode::NotLeader) {
+            debug!(topic = %q.topic, partition = q.partition, attempt, error = %err, "not the leader; retrying at the leader");
+            if attempt == 1 {
+                // The route was just learned: go to the leader at once.
+                continue;
+            }
+        } else {
+            warn!(topic = %q.topic, partition = q.partition, attempt, error = %err, "produce failed, retrying");
+        }
         tokio::time::sleep(inner.config.retry_backoff).await;
     }
 }
