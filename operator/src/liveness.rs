@@ -48,6 +48,41 @@ pub fn live_brokers(cluster: &str, leases: &[Lease], now: Timestamp) -> BTreeMap
         .collect()
 }
 
+/// What the operator last saw of a broker Lease, to tell news from routine renewals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    holder: Option<String>,
+    expires: Option<Timestamp>,
+    rack: Option<String>,
+}
+
+/// Whether a watch event for `lease` can change a broker's liveness or rack: a new
+/// holder, a release, a rack change, or a renewal after the Lease had run out. Routine
+/// renewals are not news (an expiry is found by the requeue at the expiry time), so
+/// brokers renewing every few seconds do not make every Topic reconcile.
+pub fn is_news(previous: Option<&Seen>, lease: &Lease) -> (bool, Seen) {
+    let spec = lease.spec.as_ref();
+    let holder = spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+    let renewed = spec.and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref())).map(|t| t.0);
+    let duration = spec.and_then(|s| s.lease_duration_seconds).map(|d| SignedDuration::from_secs(i64::from(d)));
+    let expires = renewed.zip(duration).and_then(|(r, d)| r.checked_add(d).ok());
+    let rack = lease.metadata.labels.as_ref().and_then(|l| l.get(RACK_LABEL)).cloned();
+    let seen = Seen { holder, expires, rack };
+    let news = match previous {
+        None => true,
+        Some(p) => {
+            p.holder != seen.holder
+                || p.rack != seen.rack
+                || match (p.expires, renewed) {
+                    // Renewed after the previous term had run out: the broker came back.
+                    (Some(old_expiry), Some(renewed)) => renewed > old_expiry,
+                    _ => p.expires != seen.expires,
+                }
+        }
+    };
+    (news, seen)
+}
+
 /// When the first of `live` expires (the operator looks again then).
 pub fn next_expiry(live: &BTreeMap<i32, LiveBroker>) -> Option<Timestamp> {
     live.values().map(|b| b.expires).min()
@@ -73,6 +108,26 @@ pub(crate) mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn only_holder_rack_and_revival_are_news() {
+        let t = Timestamp::from_second(1_000_000).unwrap();
+        let at = |s| t.checked_add(SignedDuration::from_secs(s)).unwrap();
+        let (news, seen) = is_news(None, &lease("c-broker-0", Some("b0"), at(0), 10, None));
+        assert!(news);
+        let (news, seen) = is_news(Some(&seen), &lease("c-broker-0", Some("b0"), at(3), 10, None));
+        assert!(!news, "routine renewal");
+        let (news, seen) = is_news(Some(&seen), &lease("c-broker-0", Some("b0"), at(12), 10, None));
+        assert!(!news, "renewed before the expiry at 13 s");
+        let (news, seen) = is_news(Some(&seen), &lease("c-broker-0", Some("b0"), at(23), 10, None));
+        assert!(news, "renewed after the expiry at 22 s: the broker came back");
+        let (news, seen) = is_news(Some(&seen), &lease("c-broker-0", Some("b0-new"), at(24), 10, None));
+        assert!(news, "new holder");
+        let (news, seen) = is_news(Some(&seen), &lease("c-broker-0", None, at(24), 10, None));
+        assert!(news, "released");
+        let (news, _) = is_news(Some(&seen), &lease("c-broker-0", None, at(24), 10, Some("a")));
+        assert!(news, "rack changed");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Wires the controllers together and runs them under leader election.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -18,7 +19,7 @@ use sluice_crd::{Cluster, Topic};
 use crate::context::{Context, Settings};
 use crate::leader::{self, LeaderSettings};
 use crate::metrics::{self, Metrics};
-use crate::{Result, cluster, topic};
+use crate::{Result, cluster, liveness, topic};
 
 /// Label brokers put on their Lease, naming their Cluster (lets the operator watch
 /// only broker Leases).
@@ -82,6 +83,7 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
     let leases = watcher::Config::default().labels(LEASE_CLUSTER_LABEL);
 
+    let cluster_news = LeaseNews::default();
     let clusters = Controller::new(api::<Cluster>(&client, &ns), cfg.clone())
         .owns(api::<StatefulSet>(&client, &ns), owned.clone())
         .owns(api::<Service>(&client, &ns), owned.clone())
@@ -89,8 +91,11 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
         .owns(api::<ServiceAccount>(&client, &ns), owned.clone())
         .owns(api::<Role>(&client, &ns), owned.clone())
         .owns(api::<RoleBinding>(&client, &ns), owned)
-        .watches(api::<Lease>(&client, &ns), leases.clone(), |lease| {
+        .watches(api::<Lease>(&client, &ns), leases.clone(), move |lease| {
             let cluster = lease.labels().get(LEASE_CLUSTER_LABEL)?;
+            if !cluster_news.is_news(&lease) {
+                return None;
+            }
             Some(ObjectRef::<Cluster>::new(cluster).within(&lease.namespace()?))
         })
         .run(cluster::reconcile, cluster::error_policy, ctx.clone())
@@ -99,18 +104,33 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
     let topics = Controller::new(api::<Topic>(&client, &ns), cfg.clone());
     let by_cluster = topics.store();
     let by_lease = by_cluster.clone();
+    let topic_news = LeaseNews::default();
     let topics = topics
         .watches(api::<Cluster>(&client, &ns), cfg, move |c| {
             topics_of(&by_cluster, c.namespace().as_deref(), &c.name_any())
         })
         .watches(api::<Lease>(&client, &ns), leases, move |lease| match lease.labels().get(LEASE_CLUSTER_LABEL) {
-            Some(cluster) => topics_of(&by_lease, lease.namespace().as_deref(), cluster),
-            None => Vec::new(),
+            Some(cluster) if topic_news.is_news(&lease) => topics_of(&by_lease, lease.namespace().as_deref(), cluster),
+            _ => Vec::new(),
         })
         .run(topic::reconcile, topic::error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
 
     futures::join!(clusters, topics);
+}
+
+/// Passes only broker Lease events that can change liveness (see [`liveness::is_news`]).
+#[derive(Debug, Default)]
+struct LeaseNews(Mutex<HashMap<(Option<String>, String), liveness::Seen>>);
+
+impl LeaseNews {
+    fn is_news(&self, lease: &Lease) -> bool {
+        let key = (lease.namespace(), lease.name_any());
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (news, now) = liveness::is_news(seen.get(&key), lease);
+        seen.insert(key, now);
+        news
+    }
 }
 
 fn topics_of(store: &Store<Topic>, ns: Option<&str>, cluster: &str) -> Vec<ObjectRef<Topic>> {
