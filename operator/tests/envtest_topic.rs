@@ -280,3 +280,50 @@ async fn topics_are_placed_on_live_brokers_grow_refuse_shrink_and_are_finalized(
     operator.assert_few_failures(2.0);
     operator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spread_across_racks_when_the_cluster_sets_a_topology_key() {
+    let Some(cp) = ControlPlane::start() else { return };
+    cp.install_crds();
+    let client = cp.client().await;
+    let operator = InProcessOperator::start(client.clone());
+    let racks = [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")];
+    let _brokers = BrokerLeases::start(client.clone(), "zoned", &[0, 1, 2, 3, 4, 5], &racks);
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let cluster: Cluster = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Cluster",
+        "metadata": { "name": "zoned", "namespace": NS },
+        "spec": { "brokers": 6, "topologyKey": "topology.kubernetes.io/zone" },
+    }))
+    .unwrap();
+    clusters.create(&PostParams::default(), &cluster).await.unwrap();
+    let topics: Api<Topic> = Api::namespaced(client.clone(), NS);
+    let spec = json!({ "cluster": "zoned", "partitions": 12, "replicationFactor": 3 });
+    topics.create(&PostParams::default(), &topic("zoned-orders", spec)).await.unwrap();
+    let t = wait_topic(&topics, "zoned-orders", ConditionStatus::True, "Placed").await;
+    let rack = |id: i32| racks.iter().find(|(b, _)| *b == id).unwrap().1;
+    let mut per_broker = BTreeMap::new();
+    for p in partitions(&t) {
+        let distinct: BTreeSet<&str> = p.replicas.iter().map(|&id| rack(id)).collect();
+        assert_eq!(distinct.len(), 3, "partition {} replicas {:?} share a rack", p.partition, p.replicas);
+        for r in p.replicas {
+            *per_broker.entry(r).or_insert(0) += 1;
+        }
+    }
+    println!("rack-aware placement, replicas per broker: {per_broker:?}");
+    assert!(per_broker.values().all(|&n| n == 6), "{per_broker:?}");
+    // The brokers learn the key, and pods spread over it too.
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), NS).get("zoned-config").await.unwrap();
+    assert_eq!(cm.data.unwrap()["SLUICE_TOPOLOGY_KEY"], "topology.kubernetes.io/zone");
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get("zoned").await.unwrap();
+    let anti = sts.spec.unwrap().template.spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+    let keys: Vec<String> = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap()
+        .into_iter()
+        .map(|w| w.pod_affinity_term.topology_key)
+        .collect();
+    assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+    operator.assert_few_failures(2.0);
+    operator.stop().await;
+}
