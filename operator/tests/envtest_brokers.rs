@@ -1,0 +1,373 @@
+//! Three real `sluice-broker` processes in Kubernetes mode against a real control plane
+//! and the operator: each broker gets the identity and configuration its pod would get
+//! from the StatefulSet (env from the ConfigMap, `POD_NAME`, its own 127.0.0.x address),
+//! holds its Lease, hosts the partitions the Topic status places on it, and serves them
+//! to a client bootstrapped at any broker. Covers placement on live brokers,
+//! produce/consume on every partition, growth, deletion removing the data everywhere,
+//! NOT_LEADER with the leader's address, admin RPCs refused, and a `kill -9`ed broker
+//! marked not live and avoided by new placements.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice_client::{Client, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset, proto};
+use sluice_crd::{Cluster, Topic};
+use support::envtest::ControlPlane;
+use support::{InProcessOperator, NS, wait_for};
+
+const CLUSTER: &str = "demo";
+/// Short broker Leases so that a killed broker is noticed within seconds.
+const LEASE_SECONDS: u64 = 3;
+
+/// One `sluice-broker` process, killed (SIGKILL) on drop.
+struct BrokerProcess {
+    id: i32,
+    addr: String,
+    metrics: String,
+    data_dir: PathBuf,
+    child: Child,
+}
+
+impl BrokerProcess {
+    /// SIGTERM and wait: the broker flushes its log and releases its Lease.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The broker binary next to this test's directory (`target/<profile>/sluice-broker`),
+/// built first when missing or stale.
+fn broker_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "sluice-broker", "--bin", "sluice-broker"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo build sluice-broker");
+    assert!(status.success(), "cargo build -p sluice-broker failed");
+    let bin = dir.join("sluice-broker");
+    assert!(bin.is_file(), "{} missing", bin.display());
+    bin
+}
+
+fn start_broker(bin: &Path, cp: &ControlPlane, id: i32) -> BrokerProcess {
+    let ip = format!("127.0.0.{}", 11 + id);
+    let addr = format!("{ip}:{}", free_port(&ip));
+    let metrics = format!("{ip}:{}", free_port(&ip));
+    let data_dir = cp.dir.path().join(format!("broker-{id}"));
+    let log = std::fs::File::create(cp.dir.path().join(format!("broker-{id}.log"))).unwrap();
+    let child = Command::new(bin)
+        // What the StatefulSet's pod gets: the ConfigMap's env, POD_NAME, the address.
+        .env("SLUICE_STANDALONE", "false")
+        .env("SLUICE_CLUSTER", CLUSTER)
+        .env("SLUICE_NAMESPACE", NS)
+        .env("POD_NAME", format!("{CLUSTER}-{id}"))
+        .env("SLUICE_DATA_DIR", &data_dir)
+        .env("SLUICE_LISTEN", &addr)
+        .env("SLUICE_METRICS_LISTEN", &metrics)
+        .env("SLUICE_ADVERTISED_ADDRESS", &addr)
+        .env("SLUICE_LEASE_DURATION_SECONDS", LEASE_SECONDS.to_string())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .env_remove("SLUICE_BROKER_ID")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start sluice-broker");
+    BrokerProcess { id, addr, metrics, data_dir, child }
+}
+
+fn object<T: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: serde_json::Value) -> T {
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": kind,
+        "metadata": { "name": name, "namespace": NS }, "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Partition → (leader, replicas) once the Topic's status places `n` partitions.
+async fn wait_placed(api: &Api<Topic>, name: &str, n: usize) -> BTreeMap<u32, (i32, Vec<i32>)> {
+    wait_for(&format!("Topic {name} placed with {n} partitions"), Duration::from_secs(60), || async {
+        let t = api.get(name).await.ok()?;
+        let ps = &t.status.as_ref()?.partitions;
+        (ps.len() == n && ps.iter().all(|p| p.leader.is_some()))
+            .then(|| ps.iter().map(|p| (p.partition as u32, (p.leader.unwrap(), p.replicas.clone()))).collect())
+    })
+    .await
+}
+
+/// Waits until every broker's Metadata shows `topic` with `n` partitions (present or not).
+async fn wait_brokers_see(brokers: &[&BrokerProcess], topic: &str, n: Option<usize>) {
+    for b in brokers {
+        wait_for(&format!("broker {} to see {topic} with {n:?} partitions", b.id), Duration::from_secs(60), || async {
+            let c = Client::connect(&b.addr).await.ok()?;
+            let m = c.raw().metadata(proto::MetadataRequest { topics: vec![] }).await.ok()?.into_inner();
+            let seen = m.topics.iter().find(|t| t.name == topic).map(|t| t.partitions.len());
+            (seen == n).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Produces `per_partition` records to each of `partitions` through a client
+/// bootstrapped at `bootstrap`, then reads them all back through a client bootstrapped
+/// at `read_from`; returns the records read per partition.
+async fn round_trip(
+    bootstrap: &str,
+    read_from: &str,
+    topic: &str,
+    partitions: std::ops::Range<u32>,
+    per_partition: usize,
+) -> BTreeMap<u32, Vec<String>> {
+    let producer = Producer::new(Client::connect(bootstrap).await.unwrap(), ProducerConfig::default());
+    let mut deliveries = Vec::new();
+    for p in partitions.clone() {
+        for i in 0..per_partition {
+            let r = ProducerRecord::new(topic).partition(p).key(format!("k{i}")).value(format!("{topic}-{p}-{i}"));
+            deliveries.push(producer.send(r).await.unwrap());
+        }
+    }
+    for d in deliveries {
+        let meta = d.await.unwrap_or_else(|e| panic!("delivery to {topic} failed: {e}"));
+        assert!(meta.offset.is_some());
+    }
+    producer.close().await;
+
+    let mut consumer = Consumer::new(Client::connect(read_from).await.unwrap(), ConsumerConfig::default());
+    for p in partitions.clone() {
+        consumer.assign(topic, p, StartOffset::Earliest).await.unwrap();
+    }
+    let want = per_partition * partitions.len();
+    let mut got: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.values().map(Vec::len).sum::<usize>() < want {
+        assert!(Instant::now() < deadline, "consumed only {got:?}");
+        for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            got.entry(r.partition).or_default().push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    got
+}
+
+async fn scrape(b: &BrokerProcess) -> String {
+    let mut s = tokio::net::TcpStream::connect(&b.metrics).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", b.metrics).as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Sled trees of `topic` in a (stopped) broker's data directory.
+fn topic_trees(data_dir: &Path, topic: &str) -> Vec<String> {
+    let db = sled::open(data_dir.join("db")).expect("open broker db");
+    let prefix = format!("t/{topic}/");
+    db.tree_names()
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_broker_processes_serve_topics_placed_by_the_operator() {
+    let Some(cp) = ControlPlane::start() else { return };
+    cp.install_crds();
+    let bin = broker_binary();
+    let client = cp.client().await;
+    let _operator = InProcessOperator::start(client.clone());
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let topics: Api<Topic> = Api::namespaced(client.clone(), NS);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    clusters.create(&PostParams::default(), &object("Cluster", CLUSTER, json!({ "brokers": 3 }))).await.unwrap();
+
+    let mut brokers: Vec<BrokerProcess> = (0..3).map(|id| start_broker(&bin, &cp, id)).collect();
+    let t0 = Instant::now();
+    wait_for("3 live brokers in the Cluster status", Duration::from_secs(60), || async {
+        let c = clusters.get(CLUSTER).await.ok()?;
+        (c.status?.live_brokers == 3).then_some(())
+    })
+    .await;
+    println!("3 broker processes live (Leases seen by the operator) after {:.1} s", t0.elapsed().as_secs_f64());
+    for b in &brokers {
+        let l = leases.get(&format!("{CLUSTER}-broker-{}", b.id)).await.unwrap();
+        assert_eq!(l.spec.as_ref().unwrap().holder_identity.as_deref(), Some(format!("{CLUSTER}-{}", b.id).as_str()));
+        assert_eq!(l.metadata.labels.as_ref().unwrap()["sluice.dev/cluster"], CLUSTER);
+        assert_eq!(l.metadata.annotations.as_ref().unwrap()["sluice.dev/address"], b.addr);
+        assert!(scrape(b).await.contains("sluice_broker_lease_held 1"), "lease gauge of broker {}", b.id);
+    }
+
+    // A Topic with 6 partitions: placed on live brokers, hosted where placed.
+    topics
+        .create(&PostParams::default(), &object("Topic", "orders", json!({ "cluster": CLUSTER, "partitions": 6 })))
+        .await
+        .unwrap();
+    let placed = wait_placed(&topics, "orders", 6).await;
+    let leaders: BTreeSet<i32> = placed.values().map(|(l, _)| *l).collect();
+    assert_eq!(leaders, BTreeSet::from([0, 1, 2]), "leaders spread over the live brokers: {placed:?}");
+    println!("orders placed: {placed:?}");
+    let refs: Vec<&BrokerProcess> = brokers.iter().collect();
+    wait_brokers_see(&refs, "orders", Some(6)).await;
+
+    // Metadata from any broker: every live broker, leaders from the Topic status.
+    let c1 = Client::connect(&brokers[1].addr).await.unwrap();
+    let m = c1.raw().metadata(proto::MetadataRequest { topics: vec!["orders".into()] }).await.unwrap().into_inner();
+    let addrs: BTreeMap<i32, String> = m.brokers.iter().map(|b| (b.id, b.address.clone())).collect();
+    assert_eq!(addrs, brokers.iter().map(|b| (b.id, b.addr.clone())).collect());
+    for p in &m.topics[0].partitions {
+        assert_eq!(p.leader, placed[&p.partition].0);
+    }
+
+    // A broker that does not lead a partition says so, and names the leader.
+    let (p, (leader, _)) = placed.iter().find(|(_, (l, _))| *l != 1).unwrap();
+    let err = c1
+        .raw()
+        .produce(proto::ProduceRequest { topic: "orders".into(), partition: *p, acks: 1, ..Default::default() })
+        .await
+        .unwrap_err();
+    let err = sluice_client::ClientError::from(err);
+    assert_eq!(err.kind(), Some(proto::ErrorCode::NotLeader), "{err}");
+    let sluice_client::ClientError::Broker { detail, .. } = &err else { panic!("{err:?}") };
+    assert_eq!((detail.leader_id, detail.leader_address.as_str()), (*leader, brokers[*leader as usize].addr.as_str()));
+    println!("NOT_LEADER from broker 1 for orders-{p}: {err}");
+
+    // Admin writes go through Topic resources.
+    let err = c1
+        .raw()
+        .create_topic(proto::CreateTopicRequest { name: "x".into(), partitions: 1, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("Topic resource"), "{}", err.message());
+
+    // Produce and consume every partition, bootstrapped at broker 0, read via broker 2.
+    let t = Instant::now();
+    let got = round_trip(&brokers[0].addr, &brokers[2].addr, "orders", 0..6, 50).await;
+    for p in 0..6 {
+        let want: Vec<String> = (0..50).map(|i| format!("orders-{p}-{i}")).collect();
+        assert_eq!(got[&p], want, "partition {p}");
+    }
+    println!("6 partitions x 50 records produced via broker 0, consumed via broker 2 in {:?}", t.elapsed());
+
+    // Config changes reach the brokers.
+    topics
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "config": { "retention.ms": "3600000" } } })),
+        )
+        .await
+        .unwrap();
+    let owner = &brokers[placed[&0].0 as usize];
+    wait_for("retention.ms applied on the leader of orders-0", Duration::from_secs(30), || async {
+        let c = Client::connect(&owner.addr).await.ok()?;
+        let d = c.raw().describe_topic(proto::DescribeTopicRequest { name: "orders".into() }).await.ok()?.into_inner();
+        (d.topic?.config.get("retention.ms").map(String::as_str) == Some("3600000")).then_some(())
+    })
+    .await;
+
+    // Grow to 9: the new partitions are placed, hosted and served.
+    topics
+        .patch("orders", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "partitions": 9 } })))
+        .await
+        .unwrap();
+    let placed9 = wait_placed(&topics, "orders", 9).await;
+    for p in 0..6 {
+        assert_eq!(placed9[&p], placed[&p], "existing partitions never move");
+    }
+    wait_brokers_see(&refs, "orders", Some(9)).await;
+    let got = round_trip(&brokers[1].addr, &brokers[0].addr, "orders", 6..9, 20).await;
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 60);
+    println!("grown to 9: placement of 6..9 {:?}", (6..9).map(|p| &placed9[&p]).collect::<Vec<_>>());
+
+    // Delete: every broker drops the data.
+    topics.delete("orders", &DeleteParams::default()).await.unwrap();
+    wait_for("Topic orders gone", Duration::from_secs(60), || async {
+        topics.get_opt("orders").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    wait_brokers_see(&refs, "orders", None).await;
+    for b in &brokers {
+        let text = scrape(b).await;
+        assert!(!text.contains("topic=\"orders\",partition"), "broker {} still reports orders partitions", b.id);
+    }
+
+    // kill -9 broker 2: its Lease expires, the Cluster marks it not live, new topics avoid it.
+    brokers[2].kill();
+    let killed = Instant::now();
+    wait_for("broker 2 not live in the Cluster status", Duration::from_secs(60), || async {
+        let s = clusters.get(CLUSTER).await.ok()?.status?;
+        (s.live_brokers == 2 && s.brokers.iter().any(|b| b.id == 2 && !b.live)).then_some(())
+    })
+    .await;
+    println!("broker 2 killed -> not live after {:.1} s (Lease {LEASE_SECONDS} s)", killed.elapsed().as_secs_f64());
+    topics
+        .create(&PostParams::default(), &object("Topic", "after", json!({ "cluster": CLUSTER, "partitions": 4 })))
+        .await
+        .unwrap();
+    let after = wait_placed(&topics, "after", 4).await;
+    assert!(after.values().all(|(l, r)| *l != 2 && !r.contains(&2)), "placement avoids broker 2: {after:?}");
+    let live: Vec<&BrokerProcess> = brokers.iter().take(2).collect();
+    wait_brokers_see(&live, "after", Some(4)).await;
+    let got = round_trip(&brokers[0].addr, &brokers[1].addr, "after", 0..4, 10).await;
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 40);
+    // The survivors no longer list broker 2.
+    let m = c1.raw().metadata(proto::MetadataRequest { topics: vec![] }).await.unwrap().into_inner();
+    assert_eq!(m.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 1]);
+
+    // Stop the survivors gracefully (flush, Lease released); no tree of the deleted
+    // topic is left in any data directory, the live topic's trees are there.
+    for b in brokers.iter_mut() {
+        b.stop();
+    }
+    let l = leases.get(&format!("{CLUSTER}-broker-0")).await.unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity, None, "a stopped broker releases its Lease");
+    for b in &brokers {
+        let left = topic_trees(&b.data_dir, "orders");
+        assert!(left.is_empty(), "broker {} still has {left:?}", b.id);
+        let hosted = after.values().filter(|(_, r)| r.contains(&b.id)).count();
+        assert_eq!(topic_trees(&b.data_dir, "after").len(), hosted * 4, "broker {} trees of 'after'", b.id);
+    }
+    println!("no trees of the deleted topic left in the 3 data directories");
+}
