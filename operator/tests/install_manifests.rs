@@ -445,6 +445,12 @@ async fn operator_and_broker_work_with_only_their_rbac() {
     topics.create(&PostParams::default(), &topic).await.unwrap();
     let sts: Api<StatefulSet> = Api::namespaced(admin.clone(), NS);
     wait_for("StatefulSet kf", Duration::from_secs(30), || async { sts.get_opt("kf").await.unwrap() }).await;
+    // Broker volumes carry the selector labels: `kubectl delete pvc -l app.kubernetes.io/name=sluice`
+    // (the uninstall step in docs/operations.md) finds them.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(admin.clone(), NS);
+    let pvc =
+        wait_for("PVC data-kf-0", Duration::from_secs(30), || async { pvcs.get_opt("data-kf-0").await.unwrap() }).await;
+    assert_eq!(pvc.labels().get("app.kubernetes.io/name").map(String::as_str), Some("sluice"), "{:?}", pvc.labels());
     let role = Api::<Role>::namespaced(admin.clone(), NS).get("kf-broker").await.unwrap();
     println!("broker Role rendered with the operator's token: {:?}", role.rules);
     let pdb = ok(&cp.kubectl(&["get", "pdb", "kf", "-o", "jsonpath={.apiVersion}"], None), "get pdb");
