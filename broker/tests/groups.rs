@@ -702,6 +702,7 @@ async fn group_consumption_rate_against_manual_assignment() {
         d.await.unwrap();
     }
     let total = 16 * PER_PARTITION;
+    println!("{total} records produced");
 
     let manual = Instant::now();
     let mut tasks = Vec::new();
@@ -722,6 +723,7 @@ async fn group_consumption_rate_against_manual_assignment() {
         t.await.unwrap();
     }
     let manual = manual.elapsed();
+    println!("manual assignment read everything in {manual:?}");
 
     let grouped = Instant::now();
     let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -737,9 +739,22 @@ async fn group_consumption_rate_against_manual_assignment() {
             c.close().await.unwrap();
         }));
     }
+    let monitor = {
+        let (admin, read) = (GroupAdmin::new(client.clone()), read.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let d = admin.describe("rate-group").await.unwrap();
+                let owned: Vec<usize> = d.members.iter().map(|m| m.assignment.len()).collect();
+                let target: Vec<usize> = d.members.iter().map(|m| m.target.len()).collect();
+                println!("read {read:?}, state {}, owned {owned:?}, target {target:?}, lag {}", d.state, d.total_lag);
+            }
+        })
+    };
     for t in tasks {
         t.await.unwrap();
     }
+    monitor.abort();
     let grouped = grouped.elapsed();
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!(

@@ -84,6 +84,18 @@ impl DevBroker {
         serde_json::from_str(&self.ok(&["group", "describe", group, "--output", "json"])).unwrap()
     }
 
+    /// Like `describe`, but `null` while the group does not exist yet (no member has
+    /// joined).
+    fn describe_if_exists(&self, group: &str) -> Value {
+        let out = self.sluice(&["group", "describe", group, "--output", "json"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && stderr.contains(&format!("group '{group}' does not exist")) {
+            return Value::Null;
+        }
+        assert!(out.status.success(), "{stderr}");
+        serde_json::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    }
+
     /// A `sluice consume --group` member printing to a file.
     fn member(&self, topic: &str, group: &str, n: usize) -> Member {
         let out = self.dir.path().join(format!("member-{group}-{n}.out"));
@@ -172,7 +184,7 @@ fn wait_for(
     let start = Instant::now();
     let mut samples = 0;
     loop {
-        let o = ownership(&broker.describe(group));
+        let o = ownership(&broker.describe_if_exists(group));
         samples += 1;
         let mut seen = BTreeSet::new();
         for parts in o.values() {

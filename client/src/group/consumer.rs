@@ -65,7 +65,7 @@ impl GroupConsumer {
         if topics.is_empty() {
             return Err(ClientError::InvalidArgument("subscribe to at least one topic".into()));
         }
-        let coordinator = super::coordinator(&client, group).await?;
+        let coordinator = super::dedicated_coordinator(&client, group).await?;
         let session = Arc::new(Session::default());
         let heartbeat = tokio::spawn(session::run(
             session.clone(),

@@ -116,21 +116,41 @@ pub trait RebalanceListener: Send {
 /// Asks any broker which broker coordinates `group` and connects to it (reusing
 /// `client` when it is that broker).
 pub async fn coordinator(client: &Client, group: &str) -> Result<Client> {
+    let address = find_coordinator(client, group).await?;
+    if address == client.addr() {
+        return Ok(client.clone());
+    }
+    connect_or_bootstrap(client, &address).await
+}
+
+/// Like [`coordinator`], but always on a connection of its own. A group consumer keeps
+/// its heartbeats and commits off the connection its fetches use: HTTP/2 streams share
+/// one connection window, and fetch responses the consumer has not read yet (while it
+/// commits before a revocation, say) could otherwise hold up the very answer it waits
+/// for, and delay heartbeats past the session timeout.
+pub async fn dedicated_coordinator(client: &Client, group: &str) -> Result<Client> {
+    let address = find_coordinator(client, group).await?;
+    connect_or_bootstrap(client, &address).await
+}
+
+async fn find_coordinator(client: &Client, group: &str) -> Result<String> {
     let r = client
         .groups()
         .find_coordinator(sluice_proto::v1::FindCoordinatorRequest { group: group.to_string() })
         .await?
         .into_inner();
-    if r.address.is_empty() || r.address == client.addr() {
-        return Ok(client.clone());
-    }
-    match Client::connect(&r.address).await {
+    Ok(if r.address.is_empty() { client.addr().to_string() } else { r.address })
+}
+
+async fn connect_or_bootstrap(client: &Client, address: &str) -> Result<Client> {
+    match Client::connect(address).await {
         Ok(c) => Ok(c),
         // An advertised address this host cannot reach (a container's own address, say):
-        // keep the bootstrap connection, which is right in standalone mode.
-        Err(e) => {
-            tracing::warn!(address = %r.address, error = %e, "cannot reach the group coordinator; using the bootstrap broker");
-            Ok(client.clone())
+        // use the bootstrap address, which is right in standalone mode.
+        Err(e) if address != client.addr() => {
+            tracing::warn!(%address, error = %e, "cannot reach the group coordinator; using the bootstrap broker");
+            Client::connect(client.addr()).await
         }
+        Err(e) => Err(e),
     }
 }
