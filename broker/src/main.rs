@@ -96,12 +96,14 @@ impl Args {
         let Some(cluster) = self.cluster.clone().filter(|c| !c.is_empty()) else {
             bail!("Kubernetes mode (SLUICE_STANDALONE=false) needs the Cluster name: set SLUICE_CLUSTER or --cluster");
         };
-        let namespace = match self.namespace.clone().filter(|n| !n.is_empty()) {
-            Some(n) => n,
-            None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "default".to_string()),
-        };
+        // SLUICE_NAMESPACE, else POD_NAMESPACE (downward API), else the pod's own.
+        let namespace =
+            match self.namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).filter(|n| !n.is_empty()) {
+                Some(n) => n,
+                None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "default".to_string()),
+            };
         let broker_id = match (self.broker_id, self.pod_name.as_deref()) {
             (Some(id), _) => id,
             (None, Some(pod)) => KubeSettings::id_from_pod_name(&cluster, pod).with_context(|| {

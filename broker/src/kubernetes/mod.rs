@@ -6,13 +6,14 @@
 //! - [`lease`]: creates and renews the broker's Lease; without a current Lease the
 //!   broker refuses to act as a leader.
 //! - [`topics`]: Topic resource → [`TopicSpec`] and placement.
-//! - [`KubeMetadata`]: the [`MetadataStore`] built from both watches.
+//! - [`KubeMetadata`]: the [`MetadataStore`] built from the Topic watch and the broker
+//!   Leases (read by name, as the brokers' Role allows).
 
 pub mod lease;
 pub mod topics;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -23,7 +24,7 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, reflector, watcher},
 };
-use sluice_crd::Topic;
+use sluice_crd::{Cluster, Topic};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -92,8 +93,8 @@ pub struct KubeMetadata {
     state: RwLock<State>,
     /// The broker may act as a leader until then (its Lease is current).
     lease_valid_until: Mutex<Option<Instant>>,
-    leases: reflector::Store<Lease>,
-    leases_writer: Mutex<Option<reflector::store::Writer<Lease>>>,
+    /// The cluster's broker Leases by id, as last read.
+    leases: Mutex<BTreeMap<i32, Lease>>,
 }
 
 impl std::fmt::Debug for KubeMetadata {
@@ -108,13 +109,11 @@ fn poisoned() -> BrokerError {
 
 impl KubeMetadata {
     pub fn new(settings: KubeSettings) -> Self {
-        let (leases, writer) = reflector::store();
         Self {
             settings,
             state: RwLock::new(State::default()),
             lease_valid_until: Mutex::new(None),
-            leases,
-            leases_writer: Mutex::new(Some(writer)),
+            leases: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -143,14 +142,9 @@ impl KubeMetadata {
     /// Broker id → (address, rack, live) from the broker Leases seen.
     fn lease_brokers(&self) -> BTreeMap<i32, (BrokerAddress, bool)> {
         let now = k8s_openapi::jiff::Timestamp::now();
-        let prefix = format!("{}-broker-", self.settings.cluster);
+        let leases = self.leases.lock().map(|l| l.clone()).unwrap_or_default();
         let mut out = BTreeMap::new();
-        for l in self.leases.state() {
-            let Some(id) =
-                l.metadata.name.as_deref().and_then(|n| n.strip_prefix(&prefix)).and_then(|s| s.parse().ok())
-            else {
-                continue;
-            };
+        for (id, l) in leases {
             let address = l
                 .metadata
                 .annotations
@@ -266,7 +260,7 @@ impl MetadataStore for KubeMetadata {
     }
 }
 
-/// Starts the Kubernetes side of a started broker: the Lease, the Lease watch and the
+/// Starts the Kubernetes side of a started broker: its Lease, reading the others' Leases, the
 /// Topic watch. The tasks end when `shutdown` turns true.
 pub fn spawn(
     meta: Arc<KubeMetadata>,
@@ -274,29 +268,71 @@ pub fn spawn(
     client: Client,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(lease::renew_loop(meta.clone(), broker.clone(), client.clone(), shutdown.clone())));
-    if let Some(writer) = meta.leases_writer.lock().ok().and_then(|mut w| w.take()) {
-        let api: Api<Lease> = Api::namespaced(client.clone(), &meta.settings.namespace);
-        let config = watcher::Config::default().labels(&format!("{CLUSTER_LABEL}={}", meta.settings.cluster));
-        let mut rx = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-            futures::pin_mut!(stream);
-            loop {
-                tokio::select! {
-                    e = stream.next() => match e {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => warn!(error = %e, "broker Lease watch failed; retrying"),
-                        None => return,
-                    },
-                    _ = rx.wait_for(|s| *s) => return,
+    vec![
+        tokio::spawn(lease::renew_loop(meta.clone(), broker.clone(), client.clone(), shutdown.clone())),
+        tokio::spawn(read_leases(meta.clone(), client.clone(), shutdown.clone())),
+        tokio::spawn(watch_topics(meta, broker, client, shutdown)),
+    ]
+}
+
+/// Reads the broker Leases of the cluster every renewal period. By name, not by a
+/// watch: the brokers' Role grants `get` on the cluster's broker Leases only (ids
+/// `0..spec.brokers` of the Cluster), not `list`/`watch` on Leases.
+async fn read_leases(meta: Arc<KubeMetadata>, client: Client, mut shutdown: watch::Receiver<bool>) {
+    let s = meta.settings().clone();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
+    let clusters: Api<Cluster> = Api::namespaced(client, &s.namespace);
+    let mut warned = false;
+    loop {
+        // Brokers the Cluster wants, and any id a placement names (scale-down).
+        let mut ids: BTreeSet<i32> = match clusters.get_opt(&s.cluster).await {
+            Ok(Some(c)) => (0..c.spec.brokers).collect(),
+            Ok(None) => BTreeSet::new(),
+            Err(e) => {
+                warn!(error = %e, cluster = %s.cluster, "cannot read the Cluster");
+                BTreeSet::new()
+            }
+        };
+        ids.insert(s.broker_id);
+        if let Ok(st) = meta.state.read() {
+            ids.extend(st.topics.values().flat_map(|(_, ps)| ps.iter().flat_map(|p| p.replicas.iter().copied())));
+        }
+        let previous = meta.leases.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut seen = BTreeMap::new();
+        let mut failed = false;
+        let wanted = ids.len();
+        for id in ids {
+            match leases.get_opt(&s.lease_name(id)).await {
+                Ok(Some(l)) => {
+                    seen.insert(id, l);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Keep what was known; a transient error must not forget a broker.
+                    if let Some(l) = previous.get(&id) {
+                        seen.insert(id, l.clone());
+                    }
+                    failed = true;
+                    if !warned {
+                        warn!(lease = %s.lease_name(id), error = %e, "cannot read a broker Lease");
+                        warned = true;
+                    }
                 }
             }
-        }));
+        }
+        if !failed {
+            warned = false;
+        }
+        // A broker without a Lease yet (starting at the same time) is looked for again soon.
+        let every = if seen.len() < wanted { s.renew_every.min(Duration::from_millis(300)) } else { s.renew_every };
+        if let Ok(mut l) = meta.leases.lock() {
+            *l = seen;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
     }
-    tasks.push(tokio::spawn(watch_topics(meta, broker, client, shutdown)));
-    tasks
 }
 
 async fn watch_topics(
