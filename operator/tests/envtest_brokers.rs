@@ -90,7 +90,36 @@ fn broker_binary() -> PathBuf {
     bin
 }
 
-fn start_broker(bin: &Path, cp: &ControlPlane, id: i32) -> BrokerProcess {
+/// A kubeconfig for ServiceAccount `<cluster>-broker` (the token the 1.20 token
+/// controller puts in a Secret): the brokers run with exactly the Role the operator
+/// grants them.
+async fn broker_kubeconfig(cp: &ControlPlane, admin: &kube::Client) -> PathBuf {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);
+    let name = format!("{CLUSTER}-broker");
+    let token = wait_for(&format!("a token for ServiceAccount {name}"), Duration::from_secs(60), || async {
+        let sa = sas.get_opt(&name).await.ok()??;
+        for r in sa.secrets.iter().flatten() {
+            let s = secrets.get_opt(r.name.as_deref()?).await.ok()??;
+            if let Some(t) = s.data.as_ref().and_then(|d| d.get("token")) {
+                return Some(String::from_utf8(t.0.clone()).unwrap());
+            }
+        }
+        None
+    })
+    .await;
+    let admin_config = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let text: Vec<String> = admin_config
+        .lines()
+        .map(|l| if l.trim_start().starts_with("token: ") { format!("    token: {token}") } else { l.to_string() })
+        .collect();
+    let path = cp.dir.path().join("broker.kubeconfig");
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    path
+}
+
+fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -> BrokerProcess {
     let ip = format!("127.0.0.{}", 11 + id);
     let addr = format!("{ip}:{}", free_port(&ip));
     let metrics = format!("{ip}:{}", free_port(&ip));
@@ -107,7 +136,7 @@ fn start_broker(bin: &Path, cp: &ControlPlane, id: i32) -> BrokerProcess {
         .env("SLUICE_METRICS_LISTEN", &metrics)
         .env("SLUICE_ADVERTISED_ADDRESS", &addr)
         .env("SLUICE_LEASE_DURATION_SECONDS", LEASE_SECONDS.to_string())
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("SLUICE_BROKER_ID")
         .stdin(Stdio::null())
@@ -222,7 +251,8 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     clusters.create(&PostParams::default(), &object("Cluster", CLUSTER, json!({ "brokers": 3 }))).await.unwrap();
 
-    let mut brokers: Vec<BrokerProcess> = (0..3).map(|id| start_broker(&bin, &cp, id)).collect();
+    let kubeconfig = broker_kubeconfig(&cp, &client).await;
+    let mut brokers: Vec<BrokerProcess> = (0..3).map(|id| start_broker(&bin, &cp, &kubeconfig, id)).collect();
     let t0 = Instant::now();
     wait_for("3 live brokers in the Cluster status", Duration::from_secs(60), || async {
         let c = clusters.get(CLUSTER).await.ok()?;
@@ -306,6 +336,46 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
         (d.topic?.config.get("retention.ms").map(String::as_str) == Some("3600000")).then_some(())
     })
     .await;
+
+    // A broker that cannot renew its Lease stops leading: someone else holds broker 0's
+    // Lease for longer than a lease duration, then lets it expire.
+    let lease0 = format!("{CLUSTER}-broker-0");
+    let stolen = Instant::now();
+    let p0 = *placed.iter().find(|(_, (l, _))| *l == 0).unwrap().0;
+    let c0 = Client::connect(&brokers[0].addr).await.unwrap();
+    let producer0 = Producer::new(
+        c0.clone(),
+        ProducerConfig { delivery_timeout: Duration::from_millis(800), ..ProducerConfig::default() },
+    );
+    let produce0 = || async { producer0.send(ProducerRecord::new("orders").partition(p0).value("x")).await?.await };
+    let mut refused = None;
+    while stolen.elapsed() < Duration::from_secs(LEASE_SECONDS * 3) {
+        let mut l = leases.get(&lease0).await.unwrap();
+        let spec = l.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".into());
+        spec.renew_time =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now()));
+        let _ = leases.replace(&lease0, &PostParams::default(), &l).await;
+        if refused.is_none()
+            && let Err(e) = produce0().await
+        {
+            assert_eq!(e.kind(), Some(proto::ErrorCode::NotLeader), "{e}");
+            assert!(scrape(&brokers[0]).await.contains("sluice_broker_lease_held 0"));
+            refused = Some((stolen.elapsed(), e.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (after_secs, message) = refused.expect("broker 0 kept leading without its Lease");
+    println!("broker 0 without its Lease refused produce after {after_secs:?}: {message}");
+    let back = Instant::now();
+    wait_for("broker 0 leads again once the intruder's Lease expired", Duration::from_secs(30), || async {
+        produce0().await.ok()
+    })
+    .await;
+    println!(
+        "broker 0 renewed its Lease and leads again {:.1} s after the intruder stopped",
+        back.elapsed().as_secs_f64()
+    );
 
     // Grow to 9: the new partitions are placed, hosted and served.
     topics
