@@ -474,6 +474,12 @@ async fn operator_and_broker_work_with_only_their_rbac() {
         (ready(t.status.as_ref().map(|s| &s.conditions)) == Some((ConditionStatus::True, "Placed".into()))).then_some(t)
     })
     .await;
+    // What NOTES.txt, the docs and tests/e2e/kind.sh tell users to run.
+    let waited = ok(
+        &cp.kubectl(&["wait", "--for=condition=Ready", "cluster/kf", "topic/orders", "--timeout=10s"], None),
+        "kubectl wait",
+    );
+    print!("{waited}");
     let placed: Vec<_> = t.status.unwrap().partitions.iter().map(|p| (p.partition, p.replicas.clone())).collect();
     println!("Topic orders placed by the operator's token: {placed:?}");
     assert!(t.metadata.finalizers.iter().flatten().any(|f| f == "sluice.dev/topic-data"));
