@@ -143,3 +143,30 @@ pub async fn release(meta: &KubeMetadata, client: &Client) {
         Err(e) => warn!(lease = %name, error = %e, "cannot release the broker Lease"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn lease(holder: Option<&str>, renewed_secs: i64, duration: i32) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(Into::into),
+                renew_time: Some(MicroTime(Timestamp::from_second(renewed_secs).unwrap())),
+                lease_duration_seconds: Some(duration),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lease_is_current_while_held_and_renewed_within_its_duration() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        assert!(is_current(&lease(Some("c-0"), 995, 10), now));
+        assert!(!is_current(&lease(Some("c-0"), 990, 10), now), "expired at renew + duration");
+        assert!(!is_current(&lease(None, 999, 10), now), "released");
+        assert!(!is_current(&lease(Some(""), 999, 10), now), "empty holder");
+    }
+}

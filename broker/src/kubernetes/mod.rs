@@ -408,3 +408,19 @@ pub async fn run_until_signal(mut config: BrokerConfig, settings: KubeSettings) 
     lease::release(&meta, &client).await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_id_is_the_ordinal_of_the_pod_name() {
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "demo-0"), Some(0));
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "demo-12"), Some(12));
+        assert_eq!(KubeSettings::id_from_pod_name("my-cluster", "my-cluster-2"), Some(2));
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "other-1"), None);
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "demo-x"), None);
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "demo--1"), None);
+        assert_eq!(KubeSettings::id_from_pod_name("demo", "demo1"), None);
+    }
+}

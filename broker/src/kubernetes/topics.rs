@@ -83,3 +83,66 @@ pub fn cluster_topics(cluster: &str, topics: &[Arc<Topic>]) -> BTreeMap<String, 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn topic(name: &str, created: &str, spec: serde_json::Value, status: serde_json::Value) -> Arc<Topic> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "sluice.dev/v1alpha1", "kind": "Topic",
+                "metadata": { "name": name, "namespace": "ns", "creationTimestamp": created },
+                "spec": spec, "status": status,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn placed(n: i32) -> serde_json::Value {
+        let ps: Vec<_> = (0..n)
+            .map(|p| json!({ "partition": p, "replicas": [p % 3, (p + 1) % 3], "leader": p % 3, "leaderEpoch": 1, "isr": [p % 3] }))
+            .collect();
+        json!({ "partitions": ps })
+    }
+
+    #[test]
+    fn placed_topics_of_the_cluster_with_their_kafka_name_and_config() {
+        let t = "2026-01-01T00:00:00Z";
+        let topics = vec![
+            topic(
+                "orders-k8s",
+                t,
+                json!({ "cluster": "c", "name": "Orders_1", "partitions": 2, "durability": "always",
+                        "config": { "retention.ms": "1000", "unknown.key": "x" } }),
+                placed(2),
+            ),
+            topic("other-cluster", t, json!({ "cluster": "d", "partitions": 1 }), placed(1)),
+            topic("unplaced", t, json!({ "cluster": "c", "partitions": 3 }), json!({})),
+        ];
+        let out = cluster_topics("c", &topics);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["Orders_1"]);
+        let (spec, placement) = &out["Orders_1"];
+        assert_eq!(spec.partitions, 2);
+        assert_eq!(spec.config["retention.ms"], "1000");
+        assert_eq!(spec.config["durability"], "always");
+        assert!(!spec.config.contains_key("unknown.key"));
+        assert_eq!(placement[1].replicas, vec![1, 2]);
+        assert_eq!(placement[1].leader, Some(1));
+    }
+
+    #[test]
+    fn deleted_topics_are_gone_and_the_older_of_two_names_wins() {
+        let mut deleting = (*topic("a", "2026-01-01T00:00:00Z", json!({ "cluster": "c" }), placed(1))).clone();
+        deleting.metadata.deletion_timestamp = deleting.metadata.creation_timestamp.clone();
+        let newer =
+            topic("b", "2026-01-02T00:00:00Z", json!({ "cluster": "c", "name": "x", "partitions": 1 }), placed(1));
+        let older =
+            topic("c", "2026-01-01T00:00:00Z", json!({ "cluster": "c", "name": "x", "partitions": 2 }), placed(2));
+        let out = cluster_topics("c", &[Arc::new(deleting), newer, older]);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["x"]);
+        assert_eq!(out["x"].0.partitions, 2);
+    }
+}
