@@ -94,9 +94,10 @@ log "operator leader: $holder"
 log "applying the minimal examples"
 kubectl apply --server-side -f examples/cluster-minimal.yaml -f examples/topic-plain.yaml \
   -f examples/consumergroup.yaml
-log "applying the production-like examples (kind's StorageClass, 1Gi volumes) in $PROD_NS"
+log "applying the production-like examples (kind's StorageClass, 1Gi volumes, small limits) in $PROD_NS"
 kubectl create namespace "$PROD_NS" --dry-run=client -o yaml | kubectl apply -f -
 sed -e 's/storageClassName: .*/storageClassName: standard/' -e 's/size: 200Gi/size: 1Gi/' \
+  -e 's/cpu: "1"/cpu: 100m/' -e 's/cpu: "2"/cpu: "1"/' -e 's/memory: 2Gi/memory: 256Mi/' -e 's/memory: 4Gi/memory: 1Gi/' \
   examples/cluster-production.yaml | kubectl -n "$PROD_NS" apply --server-side -f -
 kubectl -n "$PROD_NS" apply --server-side -f examples/topic-retention.yaml -f examples/topic-compacted.yaml
 
