@@ -72,11 +72,37 @@ fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// The broker binary next to this test's directory (`target/<profile>/sluice-broker`),
-/// built first when missing or stale.
+/// Newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut t = std::time::SystemTime::UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let m = if path.is_dir() { newest(&path) } else { e.metadata().and_then(|m| m.modified()).unwrap_or(t) };
+        t = t.max(m);
+    }
+    t
+}
+
+/// The broker binary: `$SLUICE_BROKER_BIN`, else `target/<profile>/sluice-broker` (next
+/// to this test's directory) when it is newer than the broker's sources (as after
+/// `cargo test --workspace`), else built with `cargo build -p sluice-broker`.
 fn broker_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SLUICE_BROKER_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("sluice-broker");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = ["broker/src", "client/src", "core/src", "proto", "operator/crd/src"]
+        .iter()
+        .map(|d| newest(&root.join(d)))
+        .max()
+        .unwrap();
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| b >= sources) {
+        return bin;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "-p", "sluice-broker", "--bin", "sluice-broker"]);
@@ -85,7 +111,6 @@ fn broker_binary() -> PathBuf {
     }
     let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo build sluice-broker");
     assert!(status.success(), "cargo build -p sluice-broker failed");
-    let bin = dir.join("sluice-broker");
     assert!(bin.is_file(), "{} missing", bin.display());
     bin
 }
