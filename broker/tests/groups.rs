@@ -403,10 +403,17 @@ async fn reset_offsets_plans_and_applies_each_strategy() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     broker.admin().await.create_topic("r", 2, BTreeMap::new()).await.unwrap();
-    produce(&client, "r", 2, 20, "a").await; // offsets 0..10 in each partition
-    let middle = sluice_broker::broker::now_ms();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    produce(&client, "r", 2, 20, "b").await; // offsets 10..20
+    // Offsets 0..10 of each partition stamped a minute ago, 10..20 half a minute ago:
+    // explicit timestamps, so that the test does not depend on how the clock moves
+    // while it runs (and recent ones, so that retention keeps them).
+    let now = sluice_broker::broker::now_ms();
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    for i in 0..40u32 {
+        let ts = if i < 20 { now - 60_000 } else { now - 30_000 };
+        let r = ProducerRecord::new("r").partition(i % 2).value(format!("v{i}")).timestamp_ms(ts);
+        producer.send(r).await.unwrap().await.unwrap();
+    }
+    let middle = now - 45_000;
     let admin = GroupAdmin::new(client.clone());
     let committed = || async { admin.committed("rg", &[]).await.unwrap().iter().map(|o| o.offset).collect::<Vec<_>>() };
 

@@ -144,9 +144,11 @@ impl Group {
             {
                 self.strategy = s;
             }
-            // A join with a known id is a retry whose answer was lost: start over.
+            // A join with a known id is a member fenced by a stale epoch (or a retry
+            // whose answer was lost): it starts over, keeping only what it still
+            // reports owning. Every join moves the group epoch.
             let old = self.members.remove(&id);
-            changed |= old.as_ref().is_none_or(|m| m.topics != hb.topics);
+            changed = true;
             self.members.insert(
                 id.clone(),
                 Member {
@@ -411,6 +413,26 @@ mod tests {
         let a = beat(&mut g, &a, &a.assignment, gone);
         assert_eq!(a.assignment.len(), 4);
         no_double_ownership(&g);
+    }
+
+    #[test]
+    fn a_fenced_member_rejoins_with_its_id_and_gets_its_partitions_back() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let a = join(&mut g, now);
+        assert_eq!(a.assignment.len(), 4);
+        let hb = Heartbeat {
+            member_id: a.member_id.clone(),
+            member_epoch: 0,
+            topics: ["t".to_string()].into(),
+            session_timeout: SESSION,
+            ..Default::default()
+        };
+        let again = g.heartbeat(hb, now, topics("t", 4)).expect("rejoin");
+        assert_eq!(again.member_id, a.member_id);
+        assert_eq!(again.assignment.len(), 4);
+        assert!(again.member_epoch > a.member_epoch, "the old epoch is fenced");
+        assert_eq!(g.members.len(), 1);
     }
 
     #[test]

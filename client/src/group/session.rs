@@ -151,7 +151,11 @@ fn apply(session: &Session, r: Result<pb::HeartbeatResponse, ClientError>) -> St
         }
         Err(e) if matches!(e.kind(), Some(pb::ErrorCode::UnknownMemberId | pb::ErrorCode::FencedMemberEpoch)) => {
             warn!(member = %s.member_id, error = %e, "fenced by the coordinator; joining again");
-            s.member_id.clear();
+            // A stale epoch rejoins under the same id (the coordinator then frees its
+            // partitions at once); an unknown member joins as a new one.
+            if e.kind() == Some(pb::ErrorCode::UnknownMemberId) {
+                s.member_id.clear();
+            }
             s.member_epoch = 0;
             s.assignment.clear();
             s.owned.clear();
