@@ -258,7 +258,19 @@ impl Sluice for SluiceService {
         req: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
         let t = self.broker.describe_topic(&req.into_inner().name).map_err(|e| self.fail("describe_topic", e))?;
-        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(describe(t)) }))
+        let placement = self.broker.metadata().placement(&t.spec.name);
+        let mut d = describe(t);
+        // Kubernetes mode: the partitions this broker hosts, with leaders and replicas
+        // from the Topic's status.
+        for p in placement.into_iter().flatten() {
+            if let Some(pd) = d.partitions.iter_mut().find(|pd| pd.partition == p.partition) {
+                pd.leader = p.leader.unwrap_or(-1);
+                pd.leader_epoch = p.leader_epoch;
+                pd.replicas = p.replicas;
+                pd.isr = p.isr;
+            }
+        }
+        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(d) }))
     }
 
     async fn list_topics(

@@ -361,6 +361,22 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
         (d.topic?.config.get("retention.ms").map(String::as_str) == Some("3600000")).then_some(())
     })
     .await;
+    // DescribeTopic on a broker: the partitions it hosts, leaders from the Topic status.
+    let owner = &brokers[1];
+    let d = Client::connect(&owner.addr)
+        .await
+        .unwrap()
+        .raw()
+        .describe_topic(proto::DescribeTopicRequest { name: "orders".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap();
+    let hosted: Vec<(u32, i32)> = d.partitions.iter().map(|p| (p.partition, p.leader)).collect();
+    let want: Vec<(u32, i32)> =
+        placed.iter().filter(|(_, (_, r))| r.contains(&owner.id)).map(|(p, (l, _))| (*p, *l)).collect();
+    assert_eq!(hosted, want, "broker {} describes the partitions it hosts", owner.id);
 
     // A broker that cannot renew its Lease stops leading: someone else holds broker 0's
     // Lease for longer than a lease duration, then lets it expire.
