@@ -33,7 +33,8 @@ use crate::{
     error::{ClientError, Result},
 };
 
-/// Wait before fetching again after a transient fetch failure.
+/// Wait before fetching (or applying an assignment change) again after a transient
+/// failure.
 const FETCH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A member of a consumer group. Heartbeats run in the background; assignment changes,
@@ -142,7 +143,21 @@ impl GroupConsumer {
             let changed = session.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            self.reconcile().await?;
+            match self.reconcile().await {
+                Ok(()) => {}
+                // The coordinator or a partition leader unreachable for a moment (a
+                // broker restarting): try again on the next turn.
+                Err(e) if e.is_retriable() => {
+                    debug!(group = %self.group, error = %e, "assignment change failed; retrying");
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(FETCH_RETRY_BACKOFF.min(left)).await;
+                    if Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             self.maybe_auto_commit().await;
             let now = Instant::now();
             if now >= deadline {
