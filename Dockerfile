@@ -10,8 +10,7 @@
 #
 #   docker build -t ghcr.io/sluice-dev/sluice:0.1.0 .
 #
-# The Cluster CRD's default broker image is ghcr.io/sluice-dev/sluice-broker:<version>:
-# tag the same image under that name too (tests/e2e/kind.sh does), or set spec.image.
+# The Cluster CRD's default broker image is this image (ghcr.io/sluice-dev/sluice:<version>).
 
 ARG RUST_VERSION=1.95.0
 

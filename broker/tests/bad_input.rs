@@ -59,7 +59,15 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
     let broker = TestBroker::start().await;
     let admin = broker.admin().await;
     admin
-        .create_topic("events", 2, BTreeMap::from([("max.message.bytes".to_string(), "1024".to_string())]))
+        .create_topic(
+            "events",
+            2,
+            // Batches here carry 1970 timestamps: keep them forever, or retention deletes them.
+            BTreeMap::from([
+                ("max.message.bytes".to_string(), "1024".to_string()),
+                ("retention.ms".to_string(), "-1".to_string()),
+            ]),
+        )
         .await
         .unwrap();
     let mut raw = broker.client().await.raw();

@@ -116,7 +116,11 @@ async fn long_poll_returns_as_soon_as_data_arrives() {
 async fn list_offsets_by_timestamp_earliest_latest() {
     let broker = TestBroker::start().await;
     let admin = broker.admin().await;
-    admin.create_topic("times", 1, BTreeMap::new()).await.expect("create");
+    // Timestamps near 1970: keep them forever, or the first retention pass deletes them.
+    admin
+        .create_topic("times", 1, BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]))
+        .await
+        .expect("create");
     let producer =
         Producer::new(broker.client().await, ProducerConfig { linger: Duration::ZERO, ..Default::default() });
     for (i, ts) in [1_000i64, 2_000, 3_000, 3_000, 5_000].iter().enumerate() {
@@ -135,7 +139,9 @@ async fn list_offsets_by_timestamp_earliest_latest() {
 }
 
 async fn produce_batches(broker: &TestBroker, topic: &str, batches: u32, per_batch: u32, ts: i64) {
-    let producer = Producer::new(broker.client().await, ProducerConfig::default());
+    // A long linger: only `flush` seals a batch, so each loop iteration is one batch.
+    let producer =
+        Producer::new(broker.client().await, ProducerConfig { linger: Duration::from_secs(60), ..Default::default() });
     for b in 0..batches {
         for i in 0..per_batch {
             producer

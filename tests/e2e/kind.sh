@@ -21,8 +21,6 @@ cd "$(dirname "$0")/../.."
 CLUSTER_NAME="${KIND_CLUSTER_NAME:-sluice-e2e}"
 VERSION="$(sed -n 's/^version: *//p' charts/sluice/Chart.yaml)"
 IMAGE="ghcr.io/sluice-dev/sluice:${VERSION}"
-# The Cluster CRD's default broker image: the same image under the broker's name.
-BROKER_IMAGE="ghcr.io/sluice-dev/sluice-broker:${VERSION}"
 RELEASE_NS=sluice-system
 PROD_NS=streaming
 TIMEOUT=300s
@@ -69,8 +67,8 @@ kubectl config use-context "kind-$CLUSTER_NAME" >/dev/null
 kubectl label nodes --all topology.kubernetes.io/zone=zone-a --overwrite >/dev/null
 
 log "building $IMAGE"
-docker build -t "$IMAGE" -t "$BROKER_IMAGE" .
-kind load docker-image --name "$CLUSTER_NAME" "$IMAGE" "$BROKER_IMAGE"
+docker build -t "$IMAGE" .
+kind load docker-image --name "$CLUSTER_NAME" "$IMAGE"
 
 log "building the sluice CLI"
 cargo build --release -p sluice

@@ -117,7 +117,7 @@ fn default_brokers() -> i32 {
     3
 }
 fn default_image() -> String {
-    "ghcr.io/sluice-dev/sluice-broker:0.1.0".into()
+    "ghcr.io/sluice-dev/sluice:0.1.0".into()
 }
 fn default_grpc_port() -> i32 {
     9092
