@@ -406,6 +406,13 @@ impl Broker {
         let started = Instant::now();
         self.metadata.check_leader(topic, partition)?;
         let (t, log) = self.partition(topic, partition)?;
+        if acks == Acks::All && t.spec.replication_factor > 1 {
+            // Without replication, "all in-sync replicas" would be a promise not kept.
+            return Err(BrokerError::NotEnoughReplicas {
+                topic: topic.to_string(),
+                replication_factor: t.spec.replication_factor,
+            });
+        }
         let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
         let now = now_ms();
         let header = log.append(&batch, info, 0, now)?;

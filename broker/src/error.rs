@@ -26,6 +26,11 @@ pub enum BrokerError {
     Storage(String),
     #[error("{reason}")]
     NotLeader { reason: String, leader: Option<(i32, String)> },
+    #[error(
+        "topic '{topic}' has replication factor {replication_factor}, but brokers do not replicate yet: \
+         acks=all cannot be guaranteed (produce with acks=1, or use replication factor 1)"
+    )]
+    NotEnoughReplicas { topic: String, replication_factor: u32 },
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]

@@ -64,6 +64,7 @@ pub fn status(e: BrokerError) -> Status {
             }
             (Code::Unavailable, E::NotLeader)
         }
+        BrokerError::NotEnoughReplicas { .. } => (Code::FailedPrecondition, E::NotEnoughReplicas),
         BrokerError::ShuttingDown => {
             detail.retriable = true;
             (Code::Unavailable, E::ShuttingDown)

@@ -336,6 +336,34 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
     assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
     assert!(err.message().contains("Topic resource"), "{}", err.message());
 
+    // Replication is not built: a topic with replication factor 2 refuses acks=all
+    // (NOT_ENOUGH_REPLICAS) instead of pretending, and takes acks=1.
+    topics
+        .create(
+            &PostParams::default(),
+            &object("Topic", "replicated", json!({ "cluster": CLUSTER, "partitions": 1, "replicationFactor": 2 })),
+        )
+        .await
+        .unwrap();
+    wait_placed(&topics, "replicated", 1).await;
+    wait_brokers_see(&refs, "replicated", Some(1)).await;
+    let bootstrap = brokers[0].addr.clone();
+    let send = |acks| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            let producer = Producer::new(
+                Client::connect(&bootstrap).await.unwrap(),
+                ProducerConfig { acks, ..Default::default() },
+            );
+            producer.send(ProducerRecord::new("replicated").partition(0).value("x")).await.unwrap().await
+        }
+    };
+    let err = send(sluice_client::Acks::All).await.unwrap_err();
+    assert_eq!(err.kind(), Some(proto::ErrorCode::NotEnoughReplicas), "{err}");
+    assert!(err.to_string().contains("brokers do not replicate yet"), "{err}");
+    send(sluice_client::Acks::Leader).await.unwrap();
+    println!("replication factor 2: acks=all refused ({err}), acks=1 accepted");
+
     // Produce and consume every partition, bootstrapped at broker 0, read via broker 2.
     let t = Instant::now();
     let got = round_trip(&brokers[0].addr, &brokers[2].addr, "orders", 0..6, 50).await;

@@ -97,7 +97,7 @@ kubectl create namespace "$PROD_NS" --dry-run=client -o yaml | kubectl apply -f 
 sed -e 's/storageClassName: .*/storageClassName: standard/' -e 's/size: 200Gi/size: 1Gi/' \
   -e 's/cpu: "1"/cpu: 100m/' -e 's/cpu: "2"/cpu: "1"/' -e 's/memory: 2Gi/memory: 256Mi/' -e 's/memory: 4Gi/memory: 1Gi/' \
   examples/cluster-production.yaml | kubectl -n "$PROD_NS" apply --server-side -f -
-kubectl -n "$PROD_NS" apply --server-side -f examples/topic-retention.yaml -f examples/topic-compacted.yaml
+kubectl -n "$PROD_NS" apply --server-side -f examples/topic-retention.yaml
 
 log "waiting for Ready"
 kubectl wait --for=condition=Ready cluster/dev topic/orders --timeout="$TIMEOUT"
@@ -154,7 +154,7 @@ kill "$PF_PID" 2>/dev/null || true
 PF_PID=""
 log "uninstalling"
 kubectl delete -f examples/topic-plain.yaml -f examples/consumergroup.yaml --wait=true
-kubectl -n "$PROD_NS" delete -f examples/topic-retention.yaml -f examples/topic-compacted.yaml --wait=true
+kubectl -n "$PROD_NS" delete -f examples/topic-retention.yaml --wait=true
 kubectl delete -f examples/cluster-minimal.yaml --wait=true
 kubectl -n "$PROD_NS" delete cluster prod --wait=true
 # Broker volumes outlive their StatefulSet (that is what keeps data safe): delete them.

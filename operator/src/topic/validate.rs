@@ -1,7 +1,7 @@
 //! Topic spec checks the API server cannot make (a 1.20 server has no CEL): the Kafka
 //! name rules beyond the pattern, cross-field rules, and typed config values.
 
-use sluice_crd::TopicSpec;
+use sluice_crd::{CleanupPolicy, TopicSpec};
 
 /// Longest Kafka topic name.
 pub const MAX_NAME_LEN: usize = 249;
@@ -42,6 +42,14 @@ pub fn problems(spec: &TopicSpec, metadata_name: &str) -> Vec<String> {
             spec.min_insync_replicas, spec.replication_factor
         ));
     }
+    if spec.cleanup_policy == CleanupPolicy::Compact {
+        // Accepting it would promise compaction the brokers do not perform yet.
+        out.push(
+            "spec.cleanupPolicy \"compact\" is not supported by the brokers yet (old values would never be \
+             removed); use \"delete\" with retention"
+                .to_string(),
+        );
+    }
     for key in INTEGER_KEYS {
         if let Some(v) = spec.config.get(*key)
             && !v.trim().parse::<i64>().is_ok_and(|n| n >= -1)
@@ -67,6 +75,15 @@ pub(crate) mod tests {
             durability: Default::default(),
             config: Default::default(),
         }
+    }
+
+    #[test]
+    fn compaction_is_refused_until_brokers_compact() {
+        let mut s = spec(1, 1);
+        s.cleanup_policy = CleanupPolicy::Compact;
+        let p = problems(&s, "changelog");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("not supported by the brokers yet"), "{p:?}");
     }
 
     #[test]
