@@ -7,12 +7,15 @@
 //!   checks a batch as the broker receives it, [`batch::Records`] decodes.
 //! - [`stored`]: the broker's own header in front of every stored batch, and iteration
 //!   over the concatenated stored batches a fetch returns.
+//! - [`topic_partition`]: the name of one partition of one topic.
 
 pub mod batch;
 pub mod record;
 pub mod stored;
+pub mod topic_partition;
 pub mod varint;
 
 pub use batch::{BatchBuilder, BatchError, BatchInfo};
 pub use record::{Header, Record};
 pub use stored::{StoredBatch, StoredBatchHeader, StoredBatches};
+pub use topic_partition::TopicPartition;

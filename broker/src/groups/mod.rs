@@ -20,24 +20,7 @@ pub mod records;
 pub use assignor::Strategy;
 pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
 
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: &str, partition: u32) -> Self {
-        Self { topic: topic.to_string(), partition }
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use sluice_core::TopicPartition;
 
 /// The offsets partition that holds `group`, as Kafka chooses it:
 /// `abs(java_string_hash(group)) mod partitions`.

@@ -18,24 +18,7 @@ pub use consumer::GroupConsumer;
 
 use crate::{connection::Client, consumer::AutoOffsetReset, consumer::ConsumerConfig, error::Result};
 
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: &str, partition: u32) -> Self {
-        Self { topic: topic.to_string(), partition }
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use sluice_core::TopicPartition;
 
 /// Assignment strategy asked of the coordinator (the first member's choice holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
