@@ -16,9 +16,10 @@ fi
 export SLUICE_QUIET_SECONDS="${SLUICE_QUIET_SECONDS:-30}"
 
 if command -v cargo-nextest >/dev/null 2>&1; then
-  # nextest runs test binaries in parallel and reports each test; doctests separately.
-  cargo nextest run --workspace --no-fail-fast
+  # nextest runs test binaries in parallel and reports each test; it does not run
+  # doctests, so those go first and nextest's summary is the closing line.
   cargo test --workspace --doc
+  cargo nextest run --workspace --no-fail-fast
 else
   cargo test --workspace --no-fail-fast
 fi
