@@ -281,3 +281,23 @@ async fn metrics_endpoint_serves_partition_gauges() {
     assert!(body.contains("sluice_produce_records_total{topic=\"observed\"} 1"), "{body}");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_sees_a_changed_partition_count_after_metadata_max_age() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin().await;
+    admin.create_topic("growing", 1, BTreeMap::new()).await.unwrap();
+    let producer = Producer::new(
+        broker.client().await,
+        ProducerConfig { metadata_max_age: Duration::from_millis(200), ..Default::default() },
+    );
+    let first = producer.send(ProducerRecord::new("growing").key("customer-7").value("a")).await.unwrap();
+    assert_eq!(first.await.unwrap().partition, 0);
+    // The topic now has 4 partitions (recreated: standalone topics do not grow in place).
+    admin.delete_topic("growing").await.unwrap();
+    admin.create_topic("growing", 4, BTreeMap::new()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let meta = producer.send(ProducerRecord::new("growing").key("customer-7").value("b")).await.unwrap();
+    assert_eq!(meta.await.unwrap().partition, partition_for_key(b"customer-7", 4));
+    broker.stop().await;
+}

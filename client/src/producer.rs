@@ -83,6 +83,9 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Pause between retries [retry.backoff.ms].
     pub retry_backoff: Duration,
+    /// How long a topic's partition count is trusted before it is looked up again, so
+    /// partitions added to a topic are used without a restart [metadata.max.age.ms].
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -99,6 +102,7 @@ impl Default for ProducerConfig {
             buffer_memory: 32 * 1024 * 1024,
             delivery_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -218,7 +222,8 @@ struct PartitionQueue {
 struct Inner {
     client: Client,
     config: ProducerConfig,
-    partition_counts: Mutex<HashMap<String, u32>>,
+    /// Partition count per topic and when it was looked up.
+    partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
     queues: Mutex<HashMap<(String, u32), Arc<PartitionQueue>>>,
     sticky: Mutex<HashMap<String, u32>>,
     /// Bytes in sealed-but-unacknowledged batches, for `buffer_memory` back-pressure.
@@ -262,11 +267,14 @@ impl Producer {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = lock(&self.inner.partition_counts).get(topic) {
+        let max_age = self.inner.config.metadata_max_age;
+        if let Some((n, at)) = lock(&self.inner.partition_counts).get(topic)
+            && at.elapsed() < max_age
+        {
             return Ok(*n);
         }
         let n = crate::Admin::new(self.inner.client.clone()).partition_count(topic).await?;
-        lock(&self.inner.partition_counts).insert(topic.to_string(), n);
+        lock(&self.inner.partition_counts).insert(topic.to_string(), (n, Instant::now()));
         Ok(n)
     }
 
