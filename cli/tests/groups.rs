@@ -6,69 +6,21 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs::File,
-    io::{BufRead, BufReader},
-    net::TcpStream,
     path::PathBuf,
-    process::{Child, ChildStdout, Command, Output, Stdio},
+    process::{Child, Command, Output},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tempfile::TempDir;
 
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-const BANNER: &str = "Sluice dev broker listening on ";
+mod common;
+
+use common::DevBroker;
+
 /// Members' session timeout; the broker asks for heartbeats every third of it.
 const SESSION_MS: u64 = 1500;
 
-/// A `sluice dev` process, killed when dropped.
-struct DevBroker {
-    child: Child,
-    addr: String,
-    dir: TempDir,
-    _stdout: Option<ChildStdout>,
-}
-
 impl DevBroker {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = File::create(dir.path().join("broker.log")).unwrap();
-        let child = Command::new(SLUICE)
-            .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .env_remove("SLUICE_BROKER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start sluice dev");
-        let mut broker = DevBroker { child, addr: String::new(), dir, _stdout: None };
-        let mut stdout = BufReader::new(broker.child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        broker.addr = line.trim().strip_prefix(BANNER).expect("banner").to_string();
-        broker._stdout = Some(stdout.into_inner());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&broker.addr).is_err() {
-            assert!(Instant::now() < deadline, "broker never accepted");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    fn sluice(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(SLUICE);
-        cmd.arg("--broker").arg(&self.addr).args(args).env_remove("SLUICE_BROKER").stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.sluice(args).output().unwrap();
-        assert!(out.status.success(), "sluice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     fn produce(&self, topic: &str, partition: u32, lines: impl IntoIterator<Item = String>) {
         let input = self.dir.path().join(format!("in-{topic}-{partition}.txt"));
         std::fs::write(&input, lines.into_iter().map(|l| l + "\n").collect::<String>()).unwrap();
@@ -115,13 +67,6 @@ impl DevBroker {
             .spawn()
             .unwrap();
         Member { child, out }
-    }
-}
-
-impl Drop for DevBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -208,7 +153,7 @@ fn sizes(o: &BTreeMap<String, BTreeSet<u64>>) -> Vec<usize> {
 
 #[test]
 fn member_processes_split_rebalance_and_take_over_after_kill_9() {
-    let broker = DevBroker::start();
+    let broker = DevBroker::start_logging("info");
     broker.ok(&["topic", "create", "jobs", "--partitions", "4"]);
     for p in 0..4 {
         broker.produce("jobs", p, (0..250).map(|i| format!("p{p}-{i}")));
@@ -275,7 +220,7 @@ fn committed(broker: &DevBroker, group: &str) -> Vec<Value> {
 
 #[test]
 fn group_commands_describe_reset_each_strategy_and_refuse_clearly() {
-    let broker = DevBroker::start();
+    let broker = DevBroker::start_logging("info");
     broker.ok(&["topic", "create", "r", "--partitions", "2"]);
     for p in 0..2 {
         broker.produce("r", p, (0..10).map(|i| format!("r{p}-{i}")));
