@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use sluice_broker::Durability;
 use sluice_client::Acks;
 
 /// Benchmarks a broker: produce throughput and acknowledgement latency, consume
@@ -84,8 +85,8 @@ pub struct Common {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub producers: u32,
-    /// Durability of the topic the bench creates.
-    #[arg(long, value_enum, default_value_t = Durability::Interval)]
+    /// Durability of the topic the bench creates: interval or always.
+    #[arg(long, default_value = "interval")]
     pub durability: Durability,
     /// Acknowledgement level: 0, 1 or all.
     #[arg(long, default_value = "all")]
@@ -117,24 +118,6 @@ impl Common {
             (Some(n), _) => Stop::Count(n),
             (None, Some(d)) => Stop::Duration(d),
             (None, None) => default,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Durability {
-    /// Acknowledge once appended; the log is flushed periodically.
-    Interval,
-    /// Acknowledge only after the data is flushed to disk (group commit).
-    Always,
-}
-
-impl Durability {
-    /// The topic config value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Interval => "interval",
-            Durability::Always => "always",
         }
     }
 }
