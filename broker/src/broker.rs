@@ -18,16 +18,9 @@ use crate::{
     metadata::{LocalMetadata, MetadataStore, TopicSpec},
     metrics::{Metrics, PartitionLabels},
     storage::{self, DataDirLock, GroupCommit, LogOffsets, PartitionLog, ReadResult, retention::RetentionLimits},
-    topic_name,
 };
 
-/// Acknowledgement level of a produce request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acks {
-    None,
-    Leader,
-    All,
-}
+pub use sluice_core::Acks;
 
 /// What a successful append returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,16 +174,7 @@ impl Broker {
         if let Some(why) = self.metadata.admin_refusal() {
             return Err(BrokerError::Unsupported(why));
         }
-        topic_name::validate(name)?;
-        if name.starts_with(topic_name::INTERNAL_PREFIX) {
-            return Err(BrokerError::InvalidTopicName {
-                name: name.into(),
-                reason: format!(
-                    "names starting with '{}' are reserved for internal topics",
-                    topic_name::INTERNAL_PREFIX
-                ),
-            });
-        }
+        sluice_core::topic::validate_user_topic_name(name)?;
         let partitions = if partitions == 0 { self.config.default_partitions } else { partitions };
         if partitions > 10_000 {
             return Err(BrokerError::InvalidRequest(format!(
@@ -245,7 +229,7 @@ impl Broker {
         if let Some(why) = self.metadata.admin_refusal() {
             return Err(BrokerError::Unsupported(why));
         }
-        if name.starts_with(topic_name::INTERNAL_PREFIX) {
+        if sluice_core::topic::is_internal(name) {
             return Err(BrokerError::InvalidRequest(format!("'{name}' is an internal topic and cannot be deleted")));
         }
         let topic = {

@@ -1,6 +1,6 @@
 //! The broker's error type. Its mapping to gRPC statuses lives in `grpc::status`.
 
-use sluice_core::BatchError;
+use sluice_core::{BatchError, InvalidTopicConfig, InvalidTopicName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -8,8 +8,8 @@ pub enum BrokerError {
     UnknownTopic(String),
     #[error("unknown partition {partition} of topic '{topic}': it has partitions 0..{count}")]
     UnknownPartition { topic: String, partition: u32, count: u32 },
-    #[error("invalid topic name '{name}': {reason}")]
-    InvalidTopicName { name: String, reason: String },
+    #[error(transparent)]
+    InvalidTopicName(#[from] InvalidTopicName),
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
     #[error(transparent)]
@@ -49,6 +49,12 @@ pub enum BrokerError {
     Listen { addr: String, reason: String },
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
+}
+
+impl From<InvalidTopicConfig> for BrokerError {
+    fn from(e: InvalidTopicConfig) -> Self {
+        BrokerError::InvalidConfig(e.0)
+    }
 }
 
 impl From<sled::Error> for BrokerError {

@@ -41,7 +41,7 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
             (Code::NotFound, E::UnknownTopicOrPartition)
         }
-        BrokerError::InvalidTopicName { .. } => (Code::InvalidArgument, E::InvalidTopicName),
+        BrokerError::InvalidTopicName(_) => (Code::InvalidArgument, E::InvalidTopicName),
         BrokerError::TopicAlreadyExists(_) => (Code::AlreadyExists, E::TopicAlreadyExists),
         BrokerError::Batch(BatchError::RecordTooLarge { .. }) => (Code::InvalidArgument, E::RecordTooLarge),
         BrokerError::Batch(BatchError::BatchTooLarge { .. }) => (Code::InvalidArgument, E::BatchTooLarge),
@@ -121,7 +121,7 @@ impl Sluice for SluiceService {
         let r = req.into_inner();
         // Internal topics are written by the broker itself (committed offsets go
         // through OffsetCommit, which checks membership).
-        if r.topic.starts_with(crate::topic_name::INTERNAL_PREFIX) {
+        if sluice_core::topic::is_internal(&r.topic) {
             let why = format!("'{}' is an internal topic; clients cannot produce to it", r.topic);
             return Err(self.fail("produce", BrokerError::InvalidRequest(why)));
         }

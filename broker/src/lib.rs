@@ -9,7 +9,7 @@
 //! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
 //! - [`kubernetes`]: Kubernetes mode: Topic watch, broker Lease, other brokers.
-//! - [`config`], [`topic_name`], [`error`], [`metrics`]: settings, rules, errors, metrics.
+//! - [`config`], [`error`], [`metrics`]: settings, rules, errors, metrics.
 
 pub mod broker;
 pub mod config;
@@ -23,7 +23,6 @@ pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
-pub mod topic_name;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, Durability, TopicConfig};

@@ -33,37 +33,13 @@ use crate::{
     partitioner,
 };
 
-/// How many replicas must store a batch before the broker acknowledges it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// Do not wait for storage (offsets are not reported).
-    None,
-    /// The leader stored it.
-    Leader,
-    /// All in-sync replicas stored it (the default, as in Kafka 3).
-    #[default]
-    All,
-}
+pub use sluice_core::Acks;
 
-impl Acks {
-    fn to_proto(self) -> pb::Acks {
-        match self {
-            Acks::None => pb::Acks::None,
-            Acks::Leader => pb::Acks::Leader,
-            Acks::All => pb::Acks::All,
-        }
-    }
-}
-
-impl std::str::FromStr for Acks {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "0" => Ok(Acks::None),
-            "1" => Ok(Acks::Leader),
-            "all" | "-1" => Ok(Acks::All),
-            _ => Err(format!("acks must be 0, 1 or all, not '{s}'")),
-        }
+fn acks_to_proto(acks: Acks) -> pb::Acks {
+    match acks {
+        Acks::None => pb::Acks::None,
+        Acks::Leader => pb::Acks::Leader,
+        Acks::All => pb::Acks::All,
     }
 }
 
@@ -478,7 +454,7 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
         let req = pb::ProduceRequest {
             topic: q.topic.to_string(),
             partition: q.partition,
-            acks: inner.config.acks.to_proto() as i32,
+            acks: acks_to_proto(inner.config.acks) as i32,
             batch: batch.clone(),
             producer_id: -1,
             base_sequence: -1,

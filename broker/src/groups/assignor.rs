@@ -7,29 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::TopicPartition;
 
-/// How partitions are divided among a group's members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Per topic, contiguous ranges of partitions to the subscribed members in id order
-    /// (Kafka's `range`).
-    Range,
-    /// Every partition of every topic dealt to the subscribed members in turn.
-    RoundRobin,
-    /// Balanced like round-robin, but a member keeps what it owns whenever balance
-    /// allows, so a join or leave moves as few partitions as possible.
-    #[default]
-    CooperativeSticky,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Range => "range",
-            Strategy::RoundRobin => "roundrobin",
-            Strategy::CooperativeSticky => "cooperative-sticky",
-        }
-    }
-}
+pub use sluice_core::Strategy;
 
 /// What the assignor needs to know about one member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -121,15 +121,7 @@ pub struct GroupSummary {
     pub members: usize,
 }
 
-/// Where ResetOffsets moves committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    Earliest,
-    Latest,
-    Offset(u64),
-    Timestamp(i64),
-    ShiftBy(i64),
-}
+pub use sluice_core::ResetTo;
 
 /// One line of a reset plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sluice_broker::Durability;
-use sluice_client::Acks;
+use sluice_core::{Acks, Durability};
 
 /// Benchmarks a broker: produce throughput and acknowledgement latency, consume
 /// throughput, end-to-end latency. Without `--broker` an embedded broker runs in a
@@ -126,15 +125,6 @@ impl Common {
 pub enum Output {
     Text,
     Json,
-}
-
-/// `--acks` as written on the command line.
-pub fn acks_str(acks: Acks) -> &'static str {
-    match acks {
-        Acks::None => "0",
-        Acks::Leader => "1",
-        Acks::All => "all",
-    }
 }
 
 /// Parses a byte count: `100`, `4K`, `4KiB`, `1M`, `1MiB` (binary multiples).

@@ -12,7 +12,7 @@ use sluice_broker::config::MAX_MESSAGE_BYTES_CEILING;
 use sluice_client::{Admin, Client, ProducerConfig, proto::TopicDescription};
 
 use super::{
-    args::{Common, Stop, acks_str},
+    args::{Common, Stop},
     embedded::{EmbeddedBroker, ProcessMemory},
     load::{Clock, LoadSpec},
     null_server::NullServer,
@@ -119,7 +119,7 @@ impl Session {
             producers: common.producers,
             consumers: 0,
             partitions: self.partitions,
-            acks: acks_str(common.acks).to_string(),
+            acks: common.acks.as_str().to_string(),
             durability: self.durability.clone(),
             batch_size: common.batch_size,
             linger_ms: common.linger_ms,

@@ -6,15 +6,7 @@ use super::coordinator;
 use crate::{connection::Client, error::Result};
 
 /// Where `reset_offsets` moves a group's committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    Earliest,
-    Latest,
-    Offset(u64),
-    /// ms since the Unix epoch
-    Timestamp(i64),
-    ShiftBy(i64),
-}
+pub use sluice_core::ResetTo;
 
 /// Admin calls on consumer groups. Each call goes to the group's coordinator.
 #[derive(Debug, Clone)]

@@ -21,25 +21,7 @@ use crate::{connection::Client, consumer::AutoOffsetReset, consumer::ConsumerCon
 pub use sluice_core::TopicPartition;
 
 /// Assignment strategy asked of the coordinator (the first member's choice holds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    Range,
-    RoundRobin,
-    #[default]
-    CooperativeSticky,
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "range" => Ok(Self::Range),
-            "roundrobin" => Ok(Self::RoundRobin),
-            "cooperative-sticky" => Ok(Self::CooperativeSticky),
-            other => Err(format!("unknown strategy '{other}' (range, roundrobin, cooperative-sticky)")),
-        }
-    }
-}
+pub use sluice_core::Strategy;
 
 /// Group consumer settings (Kafka's names in brackets).
 #[derive(Debug, Clone)]

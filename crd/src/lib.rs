@@ -1,19 +1,33 @@
 //! Sluice's Kubernetes custom resources: [`Cluster`], [`Topic`] and [`ConsumerGroup`]
 //! (group `sluice.dev`, version `v1alpha1`).
 //!
+//! With the default feature `resources`, the resource types; without it, only the
+//! [`contract`] (no kube, no k8s-openapi), for brokers built without Kubernetes support.
+//!
 //! Types only: the operator reconciles them and brokers read them, so this crate pulls
-//! in nothing beyond serde, schemars and kube's derive. The schemas carry what the API
+//! in nothing beyond serde, schemars and kube's derive. [`contract`] holds the rules
+//! brokers and the operator share (Lease names and liveness, labels, topic names and
+//! configuration, environment variables), in plain types, written once. The schemas carry what the API
 //! server can check (minimums, enums, patterns, defaults); what a 1.20 API server cannot
 //! check (no CEL) the operator validates and reports in conditions.
 
+#[cfg(feature = "resources")]
 mod cluster;
+#[cfg(feature = "resources")]
 mod condition;
+pub mod contract;
+#[cfg(feature = "resources")]
 mod group;
+#[cfg(feature = "resources")]
 mod topic;
 
+#[cfg(feature = "resources")]
 pub use cluster::{BrokerStatus, Cluster, ClusterSpec, ClusterStatus, StorageSpec};
+#[cfg(feature = "resources")]
 pub use condition::{Condition, ConditionStatus, conditions};
+#[cfg(feature = "resources")]
 pub use group::{ConsumerGroup, ConsumerGroupSpec, ConsumerGroupState, ConsumerGroupStatus, OffsetReset, ResetTo};
+#[cfg(feature = "resources")]
 pub use topic::{CleanupPolicy, Durability, PartitionStatus, Topic, TopicSpec, TopicStatus};
 
 /// API group of every Sluice resource.
@@ -27,13 +41,14 @@ pub const CATEGORY: &str = "sluice";
 /// `.` and `..` also match; the operator refuses them.
 pub const TOPIC_NAME_PATTERN: &str = r"^[a-zA-Z0-9._-]{1,249}$";
 
+#[cfg(feature = "resources")]
 /// Every CRD, in a stable order (what `sluice-operator crd` prints).
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![Cluster::crd(), Topic::crd(), ConsumerGroup::crd()]
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "resources"))]
 mod tests {
     use super::*;
     use kube::CustomResourceExt;

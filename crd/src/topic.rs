@@ -70,14 +70,9 @@ pub enum CleanupPolicy {
     Compact,
 }
 
-/// Acknowledge after the log append (`interval` flushes) or after the flush (`always`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Durability {
-    #[default]
-    Interval,
-    Always,
-}
+/// Acknowledge after the log append (`interval` flushes) or after the flush (`always`):
+/// the brokers' own type.
+pub use sluice_core::Durability;
 
 /// Observed state of a topic, written only by the operator (the active controller).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

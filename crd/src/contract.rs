@@ -1,0 +1,255 @@
+//! The broker–operator contract: every rule both sides must apply the same way, written
+//! once and tested here. Nothing in this module touches kube or k8s-openapi types; the
+//! adapters pass plain values (names, timestamps) in.
+//!
+//! - broker Leases: name, labels, annotation and the liveness rule;
+//! - broker identity: the broker id from the pod name;
+//! - topics: the Kafka-style name of a Topic resource, which of two Topics with one
+//!   name wins, and the configuration a Topic spec hands the brokers;
+//! - the Cluster's `spec.config` keys and the broker environment variables they become.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use sluice_core::{
+    Durability,
+    topic::{TOPIC_CONFIG_KEYS, TopicConfig},
+};
+
+/// Label on every broker Lease: the Cluster it belongs to.
+pub const CLUSTER_LABEL: &str = "sluice.dev/cluster";
+/// Label a broker puts on its Lease to say which rack/zone it runs in.
+pub const RACK_LABEL: &str = "sluice.dev/rack";
+/// Annotation a broker puts on its Lease: the address clients reach it at.
+pub const ADDRESS_ANNOTATION: &str = "sluice.dev/address";
+/// Finalizer the operator puts on Topics until every broker dropped their data.
+pub const TOPIC_FINALIZER: &str = "sluice.dev/topic-data";
+
+/// Name of the Lease broker `id` of `cluster` holds (Kafka's broker registration).
+pub fn broker_lease_name(cluster: &str, id: i32) -> String {
+    format!("{cluster}-broker-{id}")
+}
+
+/// The broker id of a Lease named by [`broker_lease_name`] for `cluster`.
+pub fn broker_id_from_lease_name(cluster: &str, lease: &str) -> Option<i32> {
+    lease.strip_prefix(cluster)?.strip_prefix("-broker-")?.parse().ok().filter(|id: &i32| *id >= 0)
+}
+
+/// The broker id from a StatefulSet pod name `<cluster>-<ordinal>`.
+pub fn broker_id_from_pod_name(cluster: &str, pod: &str) -> Option<i32> {
+    pod.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok().filter(|id: &i32| *id >= 0)
+}
+
+/// When a broker Lease runs out: `renewTime` (else `acquireTime`) plus
+/// `leaseDurationSeconds`; `None` when the Lease has no holder or lacks either field.
+/// A Lease whose expiry is not after `now` means the broker is gone, as an expired
+/// ephemeral znode did for Kafka. Both the operator (liveness, elections) and the
+/// brokers (self-fencing, peers) decide with this function.
+pub fn lease_expiry(
+    holder: Option<&str>,
+    renewed: Option<Timestamp>,
+    duration_seconds: Option<i32>,
+) -> Option<Timestamp> {
+    holder.filter(|h| !h.is_empty())?;
+    let duration = SignedDuration::from_secs(i64::from(duration_seconds?));
+    renewed?.checked_add(duration).ok()
+}
+
+/// Whether a Lease with this holder, renewal time and duration is current at `now`.
+pub fn lease_is_current(
+    holder: Option<&str>,
+    renewed: Option<Timestamp>,
+    duration_seconds: Option<i32>,
+    now: Timestamp,
+) -> bool {
+    lease_expiry(holder, renewed, duration_seconds).is_some_and(|expiry| expiry > now)
+}
+
+/// The Kafka-style name of a Topic resource: `spec.name`, else `metadata.name`.
+pub fn topic_name<'a>(spec_name: Option<&'a str>, metadata_name: &'a str) -> &'a str {
+    spec_name.unwrap_or(metadata_name)
+}
+
+/// The sort key that decides which of two Topic resources with one Kafka-style name
+/// owns it: the smaller key (older creation time, then resource name) wins. Both the
+/// operator (which marks the loser) and the brokers (which ignore it) order by this.
+pub fn topic_precedence(created: Option<Timestamp>, resource_name: &str) -> (Option<Timestamp>, &str) {
+    (created, resource_name)
+}
+
+/// The configuration a Topic spec gives the brokers: the spec's `durability` and its
+/// `config` map. Every key must be one the brokers honour ([`TOPIC_CONFIG_KEYS`]); the
+/// result is checked with the brokers' own parser, so a spec the operator accepts is
+/// one every broker applies. `Err` holds sentences for an `InvalidSpec` condition.
+pub fn topic_config(
+    durability: Durability,
+    config: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = BTreeMap::new();
+    for (k, v) in config {
+        if k == "durability" {
+            problems.push(format!("spec.config[{k:?}]: set spec.durability instead"));
+        } else if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
+            problems.push(format!(
+                "spec.config[{k:?}] is not a topic config the brokers honour (known: {})",
+                TOPIC_CONFIG_KEYS.iter().filter(|k| **k != "durability").copied().collect::<Vec<_>>().join(", ")
+            ));
+        } else if let Err(e) = TopicConfig::default().with_overrides(&BTreeMap::from([(k.clone(), v.clone())])) {
+            problems.push(format!("spec.config: {e}"));
+        } else {
+            out.insert(k.clone(), v.trim().to_string());
+        }
+    }
+    out.insert("durability".into(), durability.as_str().into());
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+/// Environment variables of the broker process. The broker's command line reads each
+/// of these (`sluice-broker --help` lists them); the operator sets them.
+pub mod env {
+    pub const STANDALONE: &str = "SLUICE_STANDALONE";
+    pub const CLUSTER: &str = "SLUICE_CLUSTER";
+    pub const NAMESPACE: &str = "SLUICE_NAMESPACE";
+    pub const DATA_DIR: &str = "SLUICE_DATA_DIR";
+    pub const LISTEN: &str = "SLUICE_LISTEN";
+    pub const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
+    pub const ADVERTISED_ADDRESS: &str = "SLUICE_ADVERTISED_ADDRESS";
+    pub const BROKER_ID: &str = "SLUICE_BROKER_ID";
+    pub const RACK: &str = "SLUICE_RACK";
+    pub const LEASE_DURATION_SECONDS: &str = "SLUICE_LEASE_DURATION_SECONDS";
+    /// Set from the downward API (`metadata.name`).
+    pub const POD_NAME: &str = "POD_NAME";
+    /// Set from the downward API (`metadata.namespace`).
+    pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+    pub const DURABILITY: &str = "SLUICE_DURABILITY";
+    pub const FLUSH_INTERVAL_MS: &str = "SLUICE_FLUSH_INTERVAL_MS";
+    pub const RETENTION_MS: &str = "SLUICE_RETENTION_MS";
+    pub const RETENTION_BYTES: &str = "SLUICE_RETENTION_BYTES";
+    pub const MAX_MESSAGE_BYTES: &str = "SLUICE_MAX_MESSAGE_BYTES";
+    pub const RETENTION_CHECK_INTERVAL_MS: &str = "SLUICE_RETENTION_CHECK_INTERVAL_MS";
+    pub const CACHE_MB: &str = "SLUICE_CACHE_MB";
+    pub const OFFSETS_TOPIC_PARTITIONS: &str = "SLUICE_OFFSETS_TOPIC_PARTITIONS";
+    pub const GROUP_HEARTBEAT_INTERVAL_MS: &str = "SLUICE_GROUP_HEARTBEAT_INTERVAL_MS";
+    pub const GROUP_MIN_SESSION_TIMEOUT_MS: &str = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS";
+    pub const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
+}
+
+/// The keys a Cluster's `spec.config` may set, Kafka-style, and the broker environment
+/// variable each becomes. A key not in this table is refused (an `InvalidSpec`
+/// condition), never silently dropped.
+pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 10] = [
+    ("durability", env::DURABILITY),
+    ("flush.interval.ms", env::FLUSH_INTERVAL_MS),
+    ("retention.ms", env::RETENTION_MS),
+    ("retention.bytes", env::RETENTION_BYTES),
+    ("max.message.bytes", env::MAX_MESSAGE_BYTES),
+    ("retention.check.interval.ms", env::RETENTION_CHECK_INTERVAL_MS),
+    ("cache.mb", env::CACHE_MB),
+    ("offsets.topic.num.partitions", env::OFFSETS_TOPIC_PARTITIONS),
+    ("group.heartbeat.interval.ms", env::GROUP_HEARTBEAT_INTERVAL_MS),
+    ("group.min.session.timeout.ms", env::GROUP_MIN_SESSION_TIMEOUT_MS),
+];
+
+/// The broker environment of a Cluster's `spec.config`: each key mapped to its
+/// variable, its value checked as the broker will parse it. `Err` holds sentences for
+/// an `InvalidSpec` condition.
+pub fn cluster_config_env(config: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = BTreeMap::new();
+    for (k, v) in config {
+        let Some((_, var)) = CLUSTER_CONFIG_KEYS.iter().find(|(key, _)| key == k) else {
+            problems.push(format!(
+                "spec.config[{k:?}] is not a broker setting (known: {})",
+                CLUSTER_CONFIG_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        };
+        let v = v.trim();
+        let valid = match k.as_str() {
+            "durability" => v.parse::<Durability>().map(|_| ()),
+            "retention.ms" | "retention.bytes" | "max.message.bytes" => TopicConfig::default()
+                .with_overrides(&BTreeMap::from([(k.clone(), v.to_string())]))
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            _ => v.parse::<u64>().map(|_| ()).map_err(|_| format!("{k}={v}: expected a non-negative integer")),
+        };
+        match valid {
+            Ok(()) => {
+                out.insert(var.to_string(), v.to_string());
+            }
+            Err(e) => problems.push(format!("spec.config: {e}")),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn lease_names_and_ids_round_trip() {
+        assert_eq!(broker_lease_name("dev", 2), "dev-broker-2");
+        assert_eq!(broker_id_from_lease_name("dev", "dev-broker-2"), Some(2));
+        assert_eq!(broker_id_from_lease_name("dev", "other-broker-2"), None);
+        assert_eq!(broker_id_from_lease_name("dev", "dev-broker--1"), None);
+        assert_eq!(broker_id_from_pod_name("dev", "dev-0"), Some(0));
+        assert_eq!(broker_id_from_pod_name("dev", "dev-x"), None);
+        assert_eq!(broker_id_from_pod_name("dev", "devs-1"), None);
+    }
+
+    #[test]
+    fn a_lease_is_current_until_renew_time_plus_duration() {
+        let renewed = Some(ts(100));
+        assert!(lease_is_current(Some("dev-0"), renewed, Some(10), ts(109)));
+        assert!(!lease_is_current(Some("dev-0"), renewed, Some(10), ts(110)), "expiry itself is not current");
+        assert!(!lease_is_current(None, renewed, Some(10), ts(101)), "no holder: released");
+        assert!(!lease_is_current(Some(""), renewed, Some(10), ts(101)));
+        assert!(!lease_is_current(Some("dev-0"), None, Some(10), ts(101)));
+        assert!(!lease_is_current(Some("dev-0"), renewed, None, ts(101)));
+        assert_eq!(lease_expiry(Some("dev-0"), renewed, Some(10)), Some(ts(110)));
+    }
+
+    #[test]
+    fn the_older_topic_wins_a_name() {
+        let older = topic_precedence(Some(ts(1)), "b");
+        let newer = topic_precedence(Some(ts(2)), "a");
+        assert!(older < newer);
+        assert!(topic_precedence(Some(ts(1)), "a") < topic_precedence(Some(ts(1)), "b"));
+        assert_eq!(topic_name(Some("orders"), "orders-v1"), "orders");
+        assert_eq!(topic_name(None, "orders-v1"), "orders-v1");
+    }
+
+    #[test]
+    fn topic_config_is_what_brokers_honour() {
+        let ok = topic_config(Durability::Always, &map(&[("retention.ms", " 1000")])).unwrap_or_default();
+        assert_eq!(ok, map(&[("durability", "always"), ("retention.ms", "1000")]));
+        let err = topic_config(Durability::Interval, &map(&[("segment.bytes", "1048576")])).unwrap_err();
+        assert!(err[0].contains("[\"segment.bytes\"] is not a topic config the brokers honour"), "{err:?}");
+        let err = topic_config(Durability::Interval, &map(&[("retention.ms", "1 week")])).unwrap_err();
+        assert!(err[0].contains("retention.ms=1 week"), "{err:?}");
+        let err = topic_config(Durability::Interval, &map(&[("durability", "always")])).unwrap_err();
+        assert!(err[0].contains("spec.durability"), "{err:?}");
+    }
+
+    #[test]
+    fn cluster_config_becomes_broker_env_or_is_refused() {
+        let env = cluster_config_env(&map(&[("retention.ms", "-1"), ("durability", "always")])).unwrap_or_default();
+        assert_eq!(env, map(&[("SLUICE_DURABILITY", "always"), ("SLUICE_RETENTION_MS", "-1")]));
+        let err = cluster_config_env(&map(&[("log.segment.bytes", "1")])).unwrap_err();
+        assert!(err[0].contains("not a broker setting"), "{err:?}");
+        let err = cluster_config_env(&map(&[("flush.interval.ms", "soon")])).unwrap_err();
+        assert!(err[0].contains("flush.interval.ms=soon"), "{err:?}");
+        let err = cluster_config_env(&map(&[("durability", "maybe")])).unwrap_err();
+        assert!(err[0].contains("'maybe'"), "{err:?}");
+    }
+}
