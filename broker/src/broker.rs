@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{BrokerConfig, Durability, TopicConfig},
     error::{BrokerError, Result},
-    metadata::{LocalMetadata, MetadataStore, TopicSpec},
+    metadata::{BrokerAddress, LocalMetadata, MetadataStore, TopicSpec},
     metrics::{Metrics, PartitionLabels},
     storage::{self, DataDirLock, GroupCommit, LogOffsets, PartitionLog, ReadResult, retention::RetentionLimits},
 };
@@ -106,7 +106,11 @@ impl Broker {
         let (db, lock) = storage::open(&config)?;
         let metadata: Arc<dyn MetadataStore> = match &config.metadata {
             Some(m) => m.clone(),
-            None => Arc::new(LocalMetadata::open(&db)?),
+            None => {
+                let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
+                let me = BrokerAddress { id: config.broker_id, address, rack: String::new() };
+                Arc::new(LocalMetadata::open(&db, me)?)
+            }
         };
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(db.clone(), metrics.clone());

@@ -12,6 +12,7 @@ use tracing::{Instrument, info_span};
 use crate::{
     broker::{Acks, Broker, FetchParams, OffsetQuery, TopicInfo},
     error::BrokerError,
+    metadata::MetadataStore,
 };
 
 /// The tonic service; cheap to clone.
@@ -89,8 +90,11 @@ fn acks(a: i32) -> Result<Acks, Status> {
     }
 }
 
-fn describe(t: TopicInfo) -> pb::TopicDescription {
+/// DescribeTopic's view of a topic: offsets and sizes from the log, leaders, epochs and
+/// replicas from the metadata store (the same answer Metadata gives).
+fn describe(t: TopicInfo, store: &dyn MetadataStore) -> pb::TopicDescription {
     let overridden = t.spec.config.keys().cloned().collect();
+    let placement = store.placement(&t.spec.name, t.spec.partitions);
     pb::TopicDescription {
         name: t.spec.name,
         config: t.config.to_map().into_iter().collect(),
@@ -99,17 +103,20 @@ fn describe(t: TopicInfo) -> pb::TopicDescription {
         partitions: t
             .partitions
             .into_iter()
-            .map(|p| pb::PartitionDescription {
-                partition: p.partition,
-                leader: 0,
-                leader_epoch: 0,
-                log_start_offset: p.offsets.log_start,
-                log_end_offset: p.offsets.log_end,
-                high_watermark: p.offsets.high_watermark,
-                size_bytes: p.size_bytes,
-                batch_count: p.batch_count,
-                replicas: vec![0],
-                isr: vec![0],
+            .map(|p| {
+                let placed = placement.iter().find(|pl| pl.partition == p.partition);
+                pb::PartitionDescription {
+                    partition: p.partition,
+                    leader: placed.and_then(|pl| pl.leader).unwrap_or(-1),
+                    leader_epoch: placed.map_or(0, |pl| pl.leader_epoch),
+                    log_start_offset: p.offsets.log_start,
+                    log_end_offset: p.offsets.log_end,
+                    high_watermark: p.offsets.high_watermark,
+                    size_bytes: p.size_bytes,
+                    batch_count: p.batch_count,
+                    replicas: placed.map(|pl| pl.replicas.clone()).unwrap_or_default(),
+                    isr: placed.map(|pl| pl.isr.clone()).unwrap_or_default(),
+                }
             })
             .collect(),
     }
@@ -188,49 +195,31 @@ impl Sluice for SluiceService {
                 return Err(self.fail("metadata", BrokerError::UnknownTopic(wanted.clone())));
             }
         }
-        let config = self.broker.config();
         let store = self.broker.metadata();
         let topics = all
             .into_iter()
             .filter(|t| r.topics.is_empty() || r.topics.contains(&t.spec.name))
             .map(|t| {
-                let partitions = match store.placement(&t.spec.name) {
-                    // Kubernetes mode: placement and leaders from the Topic's status.
-                    Some(placement) => placement
-                        .into_iter()
-                        .map(|p| pb::PartitionMetadata {
-                            partition: p.partition,
-                            leader: p.leader.unwrap_or(-1),
-                            leader_epoch: p.leader_epoch,
-                            replicas: p.replicas,
-                            isr: p.isr,
-                        })
-                        .collect(),
-                    None => t
-                        .partitions
-                        .iter()
-                        .map(|p| pb::PartitionMetadata {
-                            partition: p.partition,
-                            leader: config.broker_id,
-                            leader_epoch: 0,
-                            replicas: vec![config.broker_id],
-                            isr: vec![config.broker_id],
-                        })
-                        .collect(),
-                };
+                let partitions = store
+                    .placement(&t.spec.name, t.spec.partitions)
+                    .into_iter()
+                    .map(|p| pb::PartitionMetadata {
+                        partition: p.partition,
+                        leader: p.leader.unwrap_or(-1),
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replicas,
+                        isr: p.isr,
+                    })
+                    .collect();
                 pb::TopicMetadata { name: t.spec.name, internal: t.spec.internal, partitions }
             })
             .collect();
-        let brokers = match store.brokers() {
-            Some(brokers) => {
-                brokers.into_iter().map(|b| pb::BrokerInfo { id: b.id, address: b.address, rack: b.rack }).collect()
-            }
-            None => {
-                let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
-                vec![pb::BrokerInfo { id: config.broker_id, address, rack: String::new() }]
-            }
-        };
-        Ok(Response::new(pb::MetadataResponse { brokers, topics, responding_broker: config.broker_id }))
+        let brokers = store
+            .brokers()
+            .into_iter()
+            .map(|b| pb::BrokerInfo { id: b.id, address: b.address, rack: b.rack })
+            .collect();
+        Ok(Response::new(pb::MetadataResponse { brokers, topics, responding_broker: store.broker_id() }))
     }
 
     async fn create_topic(
@@ -243,7 +232,7 @@ impl Sluice for SluiceService {
             .broker
             .create_topic(&r.name, r.partitions, r.replication_factor, config)
             .map_err(|e| self.fail("create_topic", e))?;
-        Ok(Response::new(pb::CreateTopicResponse { topic: Some(describe(t)) }))
+        Ok(Response::new(pb::CreateTopicResponse { topic: Some(describe(t, self.broker.metadata().as_ref())) }))
     }
 
     async fn delete_topic(
@@ -259,19 +248,7 @@ impl Sluice for SluiceService {
         req: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
         let t = self.broker.describe_topic(&req.into_inner().name).map_err(|e| self.fail("describe_topic", e))?;
-        let placement = self.broker.metadata().placement(&t.spec.name);
-        let mut d = describe(t);
-        // Kubernetes mode: the partitions this broker hosts, with leaders and replicas
-        // from the Topic's status.
-        for p in placement.into_iter().flatten() {
-            if let Some(pd) = d.partitions.iter_mut().find(|pd| pd.partition == p.partition) {
-                pd.leader = p.leader.unwrap_or(-1);
-                pd.leader_epoch = p.leader_epoch;
-                pd.replicas = p.replicas;
-                pd.isr = p.isr;
-            }
-        }
-        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(d) }))
+        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(describe(t, self.broker.metadata().as_ref())) }))
     }
 
     async fn list_topics(
@@ -302,6 +279,6 @@ impl Sluice for SluiceService {
             .broker
             .alter_topic_config(&r.name, r.set.into_iter().collect())
             .map_err(|e| self.fail("alter_topic_config", e))?;
-        Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(describe(t)) }))
+        Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(describe(t, self.broker.metadata().as_ref())) }))
     }
 }

@@ -1,22 +1,27 @@
 //! The Sluice broker: a gRPC server over a sled-backed, partitioned, retained log.
 //!
 //! Layout, from the edge inwards:
-//! - [`server`]: starts/stops everything (gRPC, metrics HTTP, retention task).
+//! - [`args`]: the command line and environment → configuration and [`Mode`].
+//! - [`server`]: starts/stops everything (gRPC, metrics HTTP, retention task); [`run`]
+//!   is the one entry point of every mode.
 //! - [`grpc`]: the `sluice.v1.Sluice` service; protobuf ↔ domain, errors → statuses.
 //! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
-//! - [`kubernetes`]: Kubernetes mode: Topic watch, broker Lease, other brokers.
+//! - `kubernetes` (feature `kubernetes`, default): Kubernetes mode: Topic watch, broker
+//!   Lease, other brokers, over the contract in `sluice_crd::contract`.
 //! - [`config`], [`error`], [`metrics`]: settings, rules, errors, metrics.
 
+pub mod args;
 pub mod broker;
 pub mod config;
 pub mod error;
 pub mod groups;
 pub mod grpc;
 pub mod grpc_groups;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
@@ -27,4 +32,4 @@ pub mod telemetry;
 pub use broker::Broker;
 pub use config::{BrokerConfig, Durability, TopicConfig};
 pub use error::BrokerError;
-pub use server::{BrokerHandle, run_until_signal, start};
+pub use server::{BrokerHandle, Mode, run, start};

@@ -1,8 +1,9 @@
 //! Where the broker learns which topics exist and how they are configured.
 //!
 //! The broker talks to one [`MetadataStore`]; in standalone mode it is [`LocalMetadata`]
-//! (kept in the broker's own sled database), on Kubernetes it will be built from Topic
-//! resources. Nothing else in the broker knows which one it has.
+//! (kept in the broker's own sled database), on Kubernetes it is built from Topic
+//! resources and broker Leases (`crate::kubernetes`). Nothing else in the broker knows
+//! which one it has: the gRPC layer maps what the store answers.
 
 use std::collections::BTreeMap;
 
@@ -47,16 +48,16 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// Placement and leadership of every partition of `topic`; `None`: this broker
-    /// alone hosts and leads everything (standalone).
-    fn placement(&self, _topic: &str) -> Option<Vec<PartitionPlacement>> {
-        None
-    }
+    /// Placement and leadership of every partition of `topic` (which has `partitions`
+    /// partitions): what Metadata and DescribeTopic report. Standalone: this broker
+    /// hosts and leads every partition, at leader epoch 0.
+    fn placement(&self, topic: &str, partitions: u32) -> Vec<PartitionPlacement>;
 
-    /// Every live broker of the cluster; `None`: only this one (standalone).
-    fn brokers(&self) -> Option<Vec<BrokerAddress>> {
-        None
-    }
+    /// Every live broker of the cluster, as clients reach them (standalone: this one).
+    fn brokers(&self) -> Vec<BrokerAddress>;
+
+    /// The broker answering (its id is `responding_broker` in Metadata).
+    fn broker_id(&self) -> i32;
 }
 
 /// Where one partition lives (Kubernetes mode: from the Topic's status).
@@ -69,6 +70,16 @@ pub struct PartitionPlacement {
     pub isr: Vec<i32>,
 }
 
+impl PartitionPlacement {
+    /// Partitions `0..partitions` hosted and led by broker `id` alone, at epoch 0 (a
+    /// standalone broker; the internal topics every broker keeps for itself).
+    pub fn led_by(id: i32, partitions: u32) -> Vec<Self> {
+        (0..partitions)
+            .map(|partition| Self { partition, leader: Some(id), leader_epoch: 0, replicas: vec![id], isr: vec![id] })
+            .collect()
+    }
+}
+
 /// A live broker as clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddress {
@@ -77,15 +88,18 @@ pub struct BrokerAddress {
     pub rack: String,
 }
 
-/// Standalone metadata: topic specs as JSON in a sled tree of the broker's database.
+/// Standalone metadata: topic specs as JSON in a sled tree of the broker's database;
+/// this broker is the whole cluster.
 #[derive(Debug)]
 pub struct LocalMetadata {
     tree: sled::Tree,
+    me: BrokerAddress,
 }
 
 impl LocalMetadata {
-    pub fn open(db: &sled::Db) -> Result<Self> {
-        Ok(Self { tree: db.open_tree("metadata/topics")? })
+    /// `me`: this broker as clients reach it.
+    pub fn open(db: &sled::Db, me: BrokerAddress) -> Result<Self> {
+        Ok(Self { tree: db.open_tree("metadata/topics")?, me })
     }
 
     fn put(&self, spec: &TopicSpec) -> Result<()> {
@@ -121,5 +135,40 @@ impl MetadataStore for LocalMetadata {
 
     fn update_topic(&self, spec: &TopicSpec) -> Result<()> {
         self.put(spec)
+    }
+
+    fn placement(&self, _topic: &str, partitions: u32) -> Vec<PartitionPlacement> {
+        PartitionPlacement::led_by(self.me.id, partitions)
+    }
+
+    fn brokers(&self) -> Vec<BrokerAddress> {
+        vec![self.me.clone()]
+    }
+
+    fn broker_id(&self) -> i32 {
+        self.me.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standalone_broker_leads_everything_at_epoch_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let me = BrokerAddress { id: 7, address: "127.0.0.1:9092".into(), rack: String::new() };
+        let local = LocalMetadata::open(&db, me.clone()).expect("open");
+        let placement = local.placement("orders", 2);
+        assert_eq!(placement.len(), 2);
+        for (i, p) in placement.iter().enumerate() {
+            assert_eq!((p.partition, p.leader, p.leader_epoch), (i as u32, Some(7), 0));
+            assert_eq!((p.replicas.as_slice(), p.isr.as_slice()), (&[7][..], &[7][..]));
+        }
+        assert_eq!(local.brokers(), vec![me]);
+        assert_eq!(local.broker_id(), 7);
+        assert_eq!(local.admin_refusal(), None);
+        assert_eq!(local.hosted_partitions("orders"), None);
     }
 }

@@ -206,16 +206,42 @@ async fn metrics(State(MetricsState { broker, groups }): State<MetricsState>) ->
     )
 }
 
-/// Runs a broker until SIGINT or SIGTERM, then shuts it down gracefully.
-pub async fn run_until_signal(config: BrokerConfig) -> Result<()> {
-    let handle = start(config).await?;
+/// How the broker learns its topics and its peers.
+#[derive(Debug)]
+pub enum Mode {
+    /// Topics in its own data directory; this broker is the whole cluster.
+    Standalone,
+    /// Topics from the Topic resources of its Cluster, liveness by its Lease.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(crate::kubernetes::KubeSettings),
+}
+
+/// Runs a broker in `mode` until SIGINT or SIGTERM, then shuts it down gracefully. This
+/// is what `sluice-broker` calls.
+pub async fn run(config: BrokerConfig, mode: Mode) -> Result<()> {
+    match mode {
+        Mode::Standalone => serve_until_signal(start(config).await?, Vec::new()).await,
+        #[cfg(feature = "kubernetes")]
+        Mode::Kubernetes(settings) => crate::kubernetes::run(config, settings).await,
+    }
+}
+
+/// The one serving loop of every mode: serves until SIGINT or SIGTERM, shuts down, then
+/// waits for the mode's own background tasks (which end on the same shutdown signal).
+pub(crate) async fn serve_until_signal(handle: BrokerHandle, tasks: Vec<JoinHandle<()>>) -> Result<()> {
     let trigger = handle.shutdown_trigger();
+    let on_signal = trigger.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutdown signal received");
-        let _ = trigger.send(true);
+        let _ = on_signal.send(true);
     });
-    handle.wait().await
+    let result = handle.wait().await;
+    let _ = trigger.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    result
 }
 
 pub(crate) async fn wait_for_signal() {

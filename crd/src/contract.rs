@@ -85,6 +85,20 @@ pub fn topic_config(
     durability: Durability,
     config: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let (honoured, problems) = split_topic_config(durability, config);
+    if problems.is_empty() { Ok(honoured) } else { Err(problems) }
+}
+
+/// What a broker applies of a Topic spec: the part of [`topic_config`] that is valid
+/// (the operator reports the rest; a broker never applies a key it does not honour).
+pub fn honoured_topic_config(durability: Durability, config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    split_topic_config(durability, config).0
+}
+
+fn split_topic_config(
+    durability: Durability,
+    config: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
     let mut problems = Vec::new();
     let mut out = BTreeMap::new();
     for (k, v) in config {
@@ -102,7 +116,7 @@ pub fn topic_config(
         }
     }
     out.insert("durability".into(), durability.as_str().into());
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    (out, problems)
 }
 
 /// Environment variables of the broker process. The broker's command line reads each
@@ -205,6 +219,11 @@ mod tests {
         assert_eq!(broker_id_from_pod_name("dev", "dev-0"), Some(0));
         assert_eq!(broker_id_from_pod_name("dev", "dev-x"), None);
         assert_eq!(broker_id_from_pod_name("dev", "devs-1"), None);
+        assert_eq!(broker_id_from_pod_name("demo", "demo-12"), Some(12));
+        assert_eq!(broker_id_from_pod_name("my-cluster", "my-cluster-2"), Some(2));
+        assert_eq!(broker_id_from_pod_name("demo", "other-1"), None);
+        assert_eq!(broker_id_from_pod_name("demo", "demo--1"), None);
+        assert_eq!(broker_id_from_pod_name("demo", "demo1"), None);
     }
 
     #[test]
@@ -239,6 +258,9 @@ mod tests {
         assert!(err[0].contains("retention.ms=1 week"), "{err:?}");
         let err = topic_config(Durability::Interval, &map(&[("durability", "always")])).unwrap_err();
         assert!(err[0].contains("spec.durability"), "{err:?}");
+        let honoured =
+            honoured_topic_config(Durability::Interval, &map(&[("retention.ms", "5"), ("unknown.key", "x")]));
+        assert_eq!(honoured, map(&[("durability", "interval"), ("retention.ms", "5")]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
-    jiff::{SignedDuration, Timestamp},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client,
@@ -18,19 +18,10 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{ADDRESS_ANNOTATION, CLUSTER_LABEL, KubeMetadata, RACK_LABEL};
-use crate::Broker;
+use sluice_crd::contract::{ADDRESS_ANNOTATION, CLUSTER_LABEL, RACK_LABEL};
 
-/// Whether `lease` is held and not past `renewTime + leaseDurationSeconds`.
-pub fn is_current(lease: &Lease, now: Timestamp) -> bool {
-    let Some(spec) = lease.spec.as_ref() else { return false };
-    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
-        return false;
-    }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else { return false };
-    let Some(secs) = spec.lease_duration_seconds else { return false };
-    renewed.0.checked_add(SignedDuration::from_secs(i64::from(secs))).is_ok_and(|exp| exp > now)
-}
+use super::{KubeMetadata, metadata::lease_is_current};
+use crate::Broker;
 
 fn desired_metadata(meta: &KubeMetadata, lease: &mut ObjectMeta) {
     let s = meta.settings();
@@ -66,7 +57,7 @@ async fn renew(meta: &KubeMetadata, api: &Api<Lease>) -> Result<(), String> {
             info!(lease = %name, "broker Lease created");
         }
         Some(mut lease) => {
-            let current = is_current(&lease, now);
+            let current = lease_is_current(&lease, now);
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             let holder = spec.holder_identity.clone().unwrap_or_default();
             if holder != s.identity {
@@ -164,9 +155,9 @@ mod tests {
     #[test]
     fn a_lease_is_current_while_held_and_renewed_within_its_duration() {
         let now = Timestamp::from_second(1_000).unwrap();
-        assert!(is_current(&lease(Some("c-0"), 995, 10), now));
-        assert!(!is_current(&lease(Some("c-0"), 990, 10), now), "expired at renew + duration");
-        assert!(!is_current(&lease(None, 999, 10), now), "released");
-        assert!(!is_current(&lease(Some(""), 999, 10), now), "empty holder");
+        assert!(lease_is_current(&lease(Some("c-0"), 995, 10), now));
+        assert!(!lease_is_current(&lease(Some("c-0"), 990, 10), now), "expired at renew + duration");
+        assert!(!lease_is_current(&lease(None, 999, 10), now), "released");
+        assert!(!lease_is_current(&lease(Some(""), 999, 10), now), "empty holder");
     }
 }

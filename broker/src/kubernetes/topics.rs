@@ -1,42 +1,37 @@
-//! Topic resources → the broker's view: Kafka-style name, configuration, placement.
+//! Topic resources → the broker's view (Kafka-style name, configuration, placement, by
+//! the contract's rules), and the Topic watch that keeps it current.
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use sluice_crd::Topic;
-use tracing::debug;
+use futures::StreamExt;
+use kube::{
+    Api, Client,
+    runtime::{WatchStreamExt, reflector, watcher},
+};
+use sluice_crd::{Topic, contract};
+use tokio::sync::watch;
+use tracing::{debug, warn};
 
+use super::KubeMetadata;
 use crate::{
-    config::TOPIC_CONFIG_KEYS,
+    Broker,
     metadata::{PartitionPlacement, TopicSpec},
 };
 
 /// The Kafka-style name of a Topic: `status.topicName`, else `spec.name`, else
 /// `metadata.name` (as the operator decides it).
 pub fn kafka_name(t: &Topic) -> String {
-    t.status
-        .as_ref()
-        .and_then(|s| s.topic_name.clone())
-        .or_else(|| t.spec.name.clone())
-        .or_else(|| t.metadata.name.clone())
-        .unwrap_or_default()
+    let decided = t.status.as_ref().and_then(|s| s.topic_name.clone());
+    decided.unwrap_or_else(|| {
+        let resource = t.metadata.name.as_deref().unwrap_or_default();
+        contract::topic_name(t.spec.name.as_deref(), resource).to_string()
+    })
 }
 
-/// The topic configuration keys the broker applies: `durability` from the spec and
-/// the known keys of `spec.config` (others are ignored here; the operator validates).
+/// The topic configuration the broker applies: `durability` from the spec and the keys
+/// of `spec.config` brokers honour (the operator reports any other as an invalid spec).
 pub fn topic_config(t: &Topic) -> BTreeMap<String, String> {
-    let mut config: BTreeMap<String, String> = t
-        .spec
-        .config
-        .iter()
-        .filter(|(k, _)| TOPIC_CONFIG_KEYS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let durability = match t.spec.durability {
-        sluice_crd::Durability::Interval => "interval",
-        sluice_crd::Durability::Always => "always",
-    };
-    config.insert("durability".into(), durability.into());
-    config
+    contract::honoured_topic_config(t.spec.durability, &t.spec.config)
 }
 
 /// The topics of `cluster` among `topics` that exist for the brokers: placed by the
@@ -48,9 +43,11 @@ pub fn cluster_topics(cluster: &str, topics: &[Arc<Topic>]) -> BTreeMap<String, 
         .filter(|t| t.spec.cluster == cluster && t.metadata.deletion_timestamp.is_none())
         .filter(|t| t.status.as_ref().is_some_and(|s| !s.partitions.is_empty()))
         .collect();
+    let precedence =
+        |t: &Topic| (t.metadata.creation_timestamp.as_ref().map(|c| c.0), t.metadata.name.clone().unwrap_or_default());
     mine.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), &a.metadata.name)
-            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), &b.metadata.name))
+        let (a, b) = (precedence(a), precedence(b));
+        contract::topic_precedence(a.0, &a.1).cmp(&contract::topic_precedence(b.0, &b.1))
     });
     let mut out = BTreeMap::new();
     for t in mine {
@@ -82,6 +79,53 @@ pub fn cluster_topics(cluster: &str, topics: &[Arc<Topic>]) -> BTreeMap<String, 
         out.insert(name, (spec, placement));
     }
     out
+}
+
+/// Watches the namespace's Topics; after the first full list and every change, brings
+/// the broker's open partitions in line (off the async workers: it touches storage).
+pub(super) async fn watch_topics(
+    meta: Arc<KubeMetadata>,
+    broker: Arc<Broker>,
+    client: Client,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let api: Api<Topic> = Api::namespaced(client, &meta.settings().namespace);
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    futures::pin_mut!(stream);
+    let mut listed = false;
+    loop {
+        let event = tokio::select! {
+            e = stream.next() => e,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let changed = match event {
+            Some(Ok(watcher::Event::InitDone)) => {
+                listed = true;
+                true
+            }
+            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => listed,
+            Some(Ok(_)) => false,
+            Some(Err(e)) => {
+                warn!(error = %e, "Topic watch failed; retrying");
+                false
+            }
+            None => return,
+        };
+        if !changed {
+            continue;
+        }
+        if let Err(e) = meta.set_topics(&reader.state()) {
+            warn!(error = %e, "cannot update topics");
+            continue;
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.sync_with_metadata()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot apply topic changes to the log; retrying at the next change"),
+            Err(e) => warn!(error = %e, "topic sync panicked"),
+        }
+    }
 }
 
 #[cfg(test)]

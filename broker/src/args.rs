@@ -1,0 +1,214 @@
+//! The broker's command line and environment (`sluice-broker --help`), turned into a
+//! [`BrokerConfig`] and a [`Mode`]. Every flag has an environment variable; the names
+//! the operator sets come from the broker–operator contract
+//! (`sluice_crd::contract::env`), so the two sides cannot drift.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use sluice_crd::contract::env;
+
+use crate::{
+    config::{BrokerConfig, Durability},
+    error::{BrokerError, Result},
+    server::Mode,
+};
+
+/// Runs a Sluice broker. In standalone mode it keeps topic metadata in its own data
+/// directory and needs nothing else; in Kubernetes mode (`--standalone=false`) it hosts
+/// the partitions that Topic resources of its Cluster place on it, and holds a Lease.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-broker", version, about)]
+pub struct Args {
+    /// Run without Kubernetes, keeping topic metadata in the data directory.
+    /// `false`: Kubernetes mode (topics from Topic resources, a broker Lease).
+    #[arg(long, env = env::STANDALONE, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub standalone: bool,
+    /// Kubernetes mode: name of the Cluster resource this broker belongs to.
+    #[arg(long, env = env::CLUSTER)]
+    pub cluster: Option<String>,
+    /// Kubernetes mode: namespace of the Cluster (default: POD_NAMESPACE, else the
+    /// pod's service-account namespace, else `default`).
+    #[arg(long, env = env::NAMESPACE)]
+    pub namespace: Option<String>,
+    /// Kubernetes mode: the pod name `<cluster>-<ordinal>`; gives the broker id and the
+    /// Lease holder identity.
+    #[arg(long, env = env::POD_NAME)]
+    pub pod_name: Option<String>,
+    /// Kubernetes mode: the pod's namespace (downward API), used when --namespace is unset.
+    #[arg(long, env = env::POD_NAMESPACE, hide = true)]
+    pub pod_namespace: Option<String>,
+    /// Kubernetes mode: duration of the broker Lease, in seconds (renewed every third).
+    #[arg(long, env = env::LEASE_DURATION_SECONDS, default_value_t = 10)]
+    pub lease_duration_seconds: u64,
+    /// Kubernetes mode: this broker's rack/zone, put on its Lease as `sluice.dev/rack`
+    /// (the operator's placement spreads replicas over racks).
+    #[arg(long, env = env::RACK)]
+    pub rack: Option<String>,
+    /// Directory for the log database; created if missing, locked while running.
+    #[arg(long, env = env::DATA_DIR, default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Address for the gRPC API (produce, fetch, admin).
+    #[arg(long, env = env::LISTEN, default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Address for Prometheus metrics (/metrics) and a liveness check (/healthz);
+    /// "off" disables it.
+    #[arg(long, env = env::METRICS_LISTEN, default_value = "127.0.0.1:9644")]
+    pub metrics_listen: String,
+    /// Address clients should use to reach this broker (defaults to --listen).
+    #[arg(long, env = env::ADVERTISED_ADDRESS)]
+    pub advertised_address: Option<String>,
+    /// Broker id (Kubernetes mode: parsed from POD_NAME when not given; standalone: 0).
+    #[arg(long, env = env::BROKER_ID)]
+    pub broker_id: Option<i32>,
+    /// Default durability for topics: "interval" (flush every --flush-interval-ms)
+    /// or "always" (acknowledge only after a flush; concurrent requests share one).
+    #[arg(long, env = env::DURABILITY, default_value = "interval")]
+    pub durability: Durability,
+    /// Flush period in "interval" durability, in milliseconds.
+    #[arg(long, env = env::FLUSH_INTERVAL_MS, default_value_t = 1000)]
+    pub flush_interval_ms: u64,
+    /// Default retention.ms for topics (-1 keeps records forever).
+    #[arg(long, env = env::RETENTION_MS, default_value_t = 604_800_000, allow_hyphen_values = true)]
+    pub retention_ms: i64,
+    /// Default retention.bytes per partition (-1 for no size limit).
+    #[arg(long, env = env::RETENTION_BYTES, default_value_t = -1, allow_hyphen_values = true)]
+    pub retention_bytes: i64,
+    /// Default max.message.bytes: the largest batch a producer may send.
+    #[arg(long, env = env::MAX_MESSAGE_BYTES, default_value_t = 1_048_588)]
+    pub max_message_bytes: u32,
+    /// How often retention runs, in milliseconds.
+    #[arg(long, env = env::RETENTION_CHECK_INTERVAL_MS, default_value_t = 30_000)]
+    pub retention_check_interval_ms: u64,
+    /// Page cache for the log database, in MiB.
+    #[arg(long, env = env::CACHE_MB, default_value_t = 128)]
+    pub cache_mb: u64,
+    /// Partitions of the internal `__consumer_offsets` topic when it is first created.
+    #[arg(long, env = env::OFFSETS_TOPIC_PARTITIONS, default_value_t = 8)]
+    pub offsets_topic_partitions: u32,
+    /// Longest interval between consumer-group heartbeats, in milliseconds (the
+    /// broker asks for at most a third of a member's session timeout).
+    #[arg(long, env = env::GROUP_HEARTBEAT_INTERVAL_MS, default_value_t = 3000)]
+    pub group_heartbeat_interval_ms: u64,
+    /// Shortest session timeout a consumer-group member may ask for, in milliseconds.
+    #[arg(long, env = env::GROUP_MIN_SESSION_TIMEOUT_MS, default_value_t = 500)]
+    pub group_min_session_timeout_ms: u64,
+    /// Log format: "text" or "json". Filter with RUST_LOG (default: info).
+    #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
+    pub log_format: String,
+}
+
+impl Args {
+    /// The broker's configuration and mode from the parsed arguments.
+    pub fn into_settings(self) -> Result<(BrokerConfig, Mode)> {
+        let mode = self.mode()?;
+        Ok((self.into_config()?, mode))
+    }
+
+    #[cfg(feature = "kubernetes")]
+    fn mode(&self) -> Result<Mode> {
+        if self.standalone {
+            return Ok(Mode::Standalone);
+        }
+        let identity = crate::kubernetes::Identity {
+            cluster: self.cluster.clone(),
+            namespace: self.namespace.clone().or_else(|| self.pod_namespace.clone()),
+            pod_name: self.pod_name.clone(),
+            broker_id: self.broker_id,
+            advertised_address: self.advertised_address.clone().unwrap_or_else(|| self.listen.to_string()),
+            rack: self.rack.clone(),
+            lease_duration: Duration::from_secs(self.lease_duration_seconds.max(1)),
+        };
+        Ok(Mode::Kubernetes(identity.resolve()?))
+    }
+
+    #[cfg(not(feature = "kubernetes"))]
+    fn mode(&self) -> Result<Mode> {
+        if self.standalone {
+            return Ok(Mode::Standalone);
+        }
+        Err(BrokerError::InvalidConfig(format!(
+            "{}=false asks for Kubernetes mode, but this sluice-broker was built without the `kubernetes` feature",
+            env::STANDALONE
+        )))
+    }
+
+    fn into_config(self) -> Result<BrokerConfig> {
+        let mut c = BrokerConfig::standalone(self.data_dir, self.listen);
+        c.broker_id = self.broker_id.unwrap_or(0);
+        c.metrics_listen = match self.metrics_listen.as_str() {
+            "off" | "" => None,
+            a => Some(a.parse().map_err(|_| {
+                BrokerError::InvalidConfig(format!("--metrics-listen {a:?} is not HOST:PORT (or \"off\")"))
+            })?),
+        };
+        c.advertised_address = self.advertised_address;
+        c.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
+        c.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms.max(10));
+        c.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
+        c.groups.offsets_partitions = self.offsets_topic_partitions.max(1);
+        c.groups.heartbeat_interval = Duration::from_millis(self.group_heartbeat_interval_ms.max(10));
+        c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));
+        let overrides = BTreeMap::from([
+            ("durability".to_string(), self.durability.as_str().to_string()),
+            ("retention.ms".to_string(), self.retention_ms.to_string()),
+            ("retention.bytes".to_string(), self.retention_bytes.to_string()),
+            ("max.message.bytes".to_string(), self.max_message_bytes.to_string()),
+        ]);
+        c.topic_defaults = c
+            .topic_defaults
+            .with_overrides(&overrides)
+            .map_err(|e| BrokerError::InvalidConfig(format!("invalid broker defaults: {e}")))?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("sluice-broker").chain(args.iter().copied())).expect("valid arguments")
+    }
+
+    #[test]
+    fn standalone_defaults_become_the_config() {
+        let (config, mode) = parse(&["--retention-ms", "-1", "--durability", "always", "--metrics-listen", "off"])
+            .into_settings()
+            .expect("valid");
+        assert!(matches!(mode, Mode::Standalone));
+        assert_eq!(config.topic_defaults.retention_ms, None);
+        assert_eq!(config.topic_defaults.durability, Durability::Always);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.broker_id, 0);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag() {
+        let err = parse(&["--metrics-listen", "nowhere"]).into_settings().unwrap_err().to_string();
+        assert!(err.contains("--metrics-listen \"nowhere\""), "{err}");
+        let err = parse(&["--max-message-bytes", "10"]).into_settings().unwrap_err().to_string();
+        assert!(err.contains("max.message.bytes=10"), "{err}");
+    }
+
+    #[cfg(feature = "kubernetes")]
+    #[test]
+    fn kubernetes_mode_needs_a_cluster_and_an_identity() {
+        let err = parse(&["--standalone=false"]).into_settings().unwrap_err().to_string();
+        assert!(err.contains(env::CLUSTER), "{err}");
+        let err = parse(&["--standalone=false", "--cluster", "dev"]).into_settings().unwrap_err().to_string();
+        assert!(err.contains(env::POD_NAME), "{err}");
+        let err = parse(&["--standalone=false", "--cluster", "dev", "--pod-name", "dev-x"])
+            .into_settings()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not 'dev-<ordinal>'"), "{err}");
+        let (_, mode) = parse(&["--standalone=false", "--cluster", "dev", "--pod-name", "dev-2", "--namespace", "ns"])
+            .into_settings()
+            .expect("valid");
+        let Mode::Kubernetes(s) = mode else { panic!("Kubernetes mode expected") };
+        assert_eq!((s.broker_id, s.namespace.as_str(), s.identity.as_str()), (2, "ns", "dev-2"));
+        assert_eq!(s.renew_every, Duration::from_secs(10) / 3);
+    }
+}
