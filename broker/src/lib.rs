@@ -6,7 +6,7 @@
 //! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
-//! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
+//! - [`storage`]: the partition log, the `sluice-log` crate (re-exported under its old path).
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
 //! - [`kubernetes`]: Kubernetes mode: Topic watch, broker Lease, other brokers.
 //! - [`config`], [`error`], [`metrics`]: settings, rules, errors, metrics.
@@ -21,8 +21,9 @@ pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
 pub mod server;
-pub mod storage;
 pub mod telemetry;
+
+pub use sluice_log as storage;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, Durability, TopicConfig};

@@ -53,6 +53,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The current leader epoch of a partition, stored in the header of every batch
+    /// this broker appends as its leader. Standalone: always 0 (leadership never moves).
+    fn leader_epoch(&self, _topic: &str, _partition: u32) -> i32 {
+        0
+    }
+
     /// Every live broker of the cluster; `None`: only this one (standalone).
     fn brokers(&self) -> Option<Vec<BrokerAddress>> {
         None
