@@ -1,6 +1,7 @@
 //! The broker's error type. Its mapping to gRPC statuses lives in `grpc::status`.
 
 use sluice_core::{BatchError, InvalidTopicConfig, InvalidTopicName};
+use sluice_log::LogError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -57,6 +58,21 @@ impl From<InvalidTopicConfig> for BrokerError {
     }
 }
 
+/// Each log failure is the broker failure it was before the log had its own crate, so
+/// gRPC codes and messages do not change.
+impl From<LogError> for BrokerError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Storage(reason) => BrokerError::Storage(reason),
+            LogError::DataDir { path, reason } => BrokerError::DataDir { path, reason },
+            LogError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark } => {
+                BrokerError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark }
+            }
+            LogError::Batch(e) => BrokerError::Batch(e),
+        }
+    }
+}
+
 impl From<sled::Error> for BrokerError {
     fn from(e: sled::Error) -> Self {
         BrokerError::Storage(e.to_string())
@@ -64,3 +80,41 @@ impl From<sled::Error> for BrokerError {
 }
 
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_errors_keep_their_broker_variant_and_message() {
+        let cases = [
+            LogError::Storage("flush failed: disk full".into()),
+            LogError::DataDir { path: "/data".into(), reason: "is not writable (permission denied)".into() },
+            LogError::OffsetOutOfRange { topic: "t".into(), partition: 2, offset: 9, log_start: 3, high_watermark: 7 },
+            LogError::Batch(BatchError::Empty),
+        ];
+        for e in cases {
+            let message = e.to_string();
+            let b = BrokerError::from(e);
+            assert_eq!(b.to_string(), message);
+            assert!(matches!(
+                b,
+                BrokerError::Storage(_)
+                    | BrokerError::DataDir { .. }
+                    | BrokerError::OffsetOutOfRange { .. }
+                    | BrokerError::Batch(BatchError::Empty)
+            ));
+        }
+        assert_eq!(
+            BrokerError::from(LogError::OffsetOutOfRange {
+                topic: "t".into(),
+                partition: 2,
+                offset: 9,
+                log_start: 3,
+                high_watermark: 7
+            })
+            .to_string(),
+            "offset 9 is out of range for t-2: valid offsets are 3 to 7"
+        );
+    }
+}

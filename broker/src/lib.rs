@@ -8,7 +8,7 @@
 //! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
-//! - [`storage`]: sled trees per partition, recovery, group commit, retention plans.
+//! - [`storage`]: the partition log, the `sluice-log` crate (re-exported under its old path).
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
 //! - `kubernetes` (feature `kubernetes`, default): Kubernetes mode: Topic watch, broker
 //!   Lease, other brokers, over the contract in `sluice_crd::contract`.
@@ -26,8 +26,9 @@ pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
 pub mod server;
-pub mod storage;
 pub mod telemetry;
+
+pub use sluice_log as storage;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, Durability, TopicConfig};

@@ -53,6 +53,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// hosts and leads every partition, at leader epoch 0.
     fn placement(&self, topic: &str, partitions: u32) -> Vec<PartitionPlacement>;
 
+    /// The current leader epoch of a partition, stored in the header of every batch
+    /// this broker appends as its leader. Standalone: always 0 (leadership never moves).
+    fn leader_epoch(&self, _topic: &str, _partition: u32) -> i32 {
+        0
+    }
+
     /// Every live broker of the cluster, as clients reach them (standalone: this one).
     fn brokers(&self) -> Vec<BrokerAddress>;
 

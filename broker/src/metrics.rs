@@ -183,3 +183,10 @@ impl Metrics {
         out
     }
 }
+
+/// Group-commit flushes are counted in `group_commit_requests`.
+impl sluice_log::FlushObserver for Metrics {
+    fn flushed(&self, waiters: usize) {
+        self.group_commit_batch(waiters);
+    }
+}

@@ -200,6 +200,14 @@ impl MetadataStore for KubeMetadata {
         placed.unwrap_or_else(|| PartitionPlacement::led_by(self.settings.broker_id, partitions))
     }
 
+    fn leader_epoch(&self, topic: &str, partition: u32) -> i32 {
+        let Ok(s) = self.state.read() else { return 0 };
+        s.topics
+            .get(topic)
+            .and_then(|(_, placement)| placement.iter().find(|p| p.partition == partition))
+            .map_or(0, |p| p.leader_epoch)
+    }
+
     fn brokers(&self) -> Vec<BrokerAddress> {
         let mut live: Vec<BrokerAddress> =
             self.lease_brokers().into_values().filter(|(_, live)| *live).map(|(b, _)| b).collect();

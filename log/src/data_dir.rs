@@ -1,4 +1,4 @@
-//! Data directory ownership and sled crash repair.
+//! Data directory ownership (one broker per directory) and sled crash repair.
 
 use std::{
     fs::{File, OpenOptions},
@@ -9,7 +9,7 @@ use std::{
 use fs2::FileExt;
 use tracing::warn;
 
-use crate::error::{BrokerError, Result};
+use crate::error::{LogError, Result};
 
 /// An exclusive lock on a data directory, held for the broker's lifetime so that two
 /// brokers can never write one log. Released when dropped (or when the process dies).
@@ -20,8 +20,10 @@ pub struct DataDirLock {
 }
 
 impl DataDirLock {
+    /// Creates the directory if needed and locks its `broker.lock`; refuses when another
+    /// process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let err = |reason: String| BrokerError::DataDir { path: dir.display().to_string(), reason };
+        let err = |reason: String| LogError::DataDir { path: dir.display().to_string(), reason };
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
         let path = dir.join("broker.lock");
         let file =
@@ -37,6 +39,7 @@ impl DataDirLock {
         Ok(Self { _file: file, path })
     }
 
+    /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -52,7 +55,7 @@ pub fn remove_incomplete_snapshots(db_path: &Path) -> Result<Vec<PathBuf>> {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(BrokerError::DataDir {
+            return Err(LogError::DataDir {
                 path: db_path.display().to_string(),
                 reason: format!("cannot list it: {e}"),
             });
@@ -65,7 +68,7 @@ pub fn remove_incomplete_snapshots(db_path: &Path) -> Result<Vec<PathBuf>> {
         if name.starts_with("snap.") && name.ends_with(".generating") {
             let path = entry.path();
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            std::fs::remove_file(&path).map_err(|e| BrokerError::DataDir {
+            std::fs::remove_file(&path).map_err(|e| LogError::DataDir {
                 path: path.display().to_string(),
                 reason: format!("cannot remove incomplete sled snapshot: {e}"),
             })?;

@@ -1,0 +1,208 @@
+//! The data path: produce (acks, durability, the partition's leader epoch), fetch long
+//! poll, list offsets, record deletion, retention runs and per-partition gauges. Reads and
+//! writes of a partition's log go through [`PartitionStore`].
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use sluice_core::batch;
+use sluice_log::{PartitionStore, ReadResult, RetentionLimits};
+use tokio::time::timeout_at;
+use tracing::{debug, info, warn};
+
+use super::{Acks, Broker, Topic, now_ms};
+use crate::{
+    config::Durability,
+    error::{BrokerError, Result},
+    metrics::{DurabilityLabels, Metrics, PartitionLabels},
+};
+
+/// What a successful append returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub record_count: u32,
+    pub append_time_ms: i64,
+    pub log_start: u64,
+}
+
+/// Which offset ListOffsets looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// A fetch request in domain terms.
+#[derive(Debug, Clone)]
+pub struct FetchParams {
+    pub offset: i64,
+    pub max_wait: Duration,
+    pub min_bytes: usize,
+    pub max_bytes: usize,
+}
+
+/// Default fetch size when a request says 0, and the ceiling for any request.
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 1024 * 1024;
+pub const FETCH_MAX_BYTES_CEILING: usize = 32 * 1024 * 1024;
+/// Longest long-poll a fetch may ask for.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+
+impl Broker {
+    /// Validates and appends one batch; waits for durability as the topic requires.
+    pub async fn produce(&self, topic: &str, partition: u32, acks: Acks, batch: Bytes) -> Result<Appended> {
+        let started = Instant::now();
+        self.metadata.check_leader(topic, partition)?;
+        let (t, log) = self.partition(topic, partition)?;
+        if acks == Acks::All && t.spec.replication_factor > 1 {
+            // Without replication, "all in-sync replicas" would be a promise not kept.
+            return Err(BrokerError::NotEnoughReplicas {
+                topic: topic.to_string(),
+                replication_factor: t.spec.replication_factor,
+            });
+        }
+        let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
+        let now = now_ms();
+        let leader_epoch = self.metadata.leader_epoch(topic, partition);
+        let header = log.append(&batch, info, leader_epoch, now)?;
+        let next = header.next_offset();
+        match t.config.durability {
+            Durability::Interval => log.advance_high_watermark(next),
+            Durability::Always if acks == Acks::None => {
+                // Nobody waits for the answer, but consumers must still see only
+                // flushed data.
+                let gc = self.group_commit.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    if gc.flushed().await.is_ok() {
+                        log.advance_high_watermark(next);
+                    }
+                });
+            }
+            Durability::Always => {
+                self.group_commit.flushed().await?;
+                log.advance_high_watermark(next);
+            }
+        }
+        let labels = Metrics::topic(topic);
+        self.metrics.produce_requests.get_or_create(&labels).inc();
+        self.metrics.produce_records.get_or_create(&labels).inc_by(u64::from(info.record_count));
+        self.metrics.produce_bytes.get_or_create(&labels).inc_by(batch.len() as u64);
+        self.metrics
+            .produce_latency
+            .get_or_create(&DurabilityLabels { durability: t.config.durability.as_str().to_string() })
+            .observe(started.elapsed().as_secs_f64());
+        debug!(topic, partition, base_offset = header.base_offset, records = info.record_count, "appended");
+        Ok(Appended {
+            base_offset: header.base_offset,
+            record_count: info.record_count,
+            append_time_ms: now,
+            log_start: log.log_start_offset(),
+        })
+    }
+
+    /// Reads batches from `offset`; waits up to `max_wait` for `min_bytes` to be there.
+    pub async fn fetch(&self, topic: &str, partition: u32, params: FetchParams) -> Result<ReadResult> {
+        let started = Instant::now();
+        self.metadata.check_leader(topic, partition)?;
+        let (_, log) = self.partition(topic, partition)?;
+        let max_bytes = match params.max_bytes {
+            0 => DEFAULT_FETCH_MAX_BYTES,
+            n => n.min(FETCH_MAX_BYTES_CEILING),
+        };
+        let deadline = tokio::time::Instant::now() + params.max_wait.min(MAX_FETCH_WAIT);
+        let mut hw = log.watch_high_watermark();
+        let result = loop {
+            hw.borrow_and_update();
+            let r = log.read(params.offset, max_bytes)?;
+            if r.batches.len() >= params.min_bytes.max(1) || tokio::time::Instant::now() >= deadline {
+                break r;
+            }
+            match timeout_at(deadline, hw.changed()).await {
+                Ok(Ok(())) => continue,
+                // The partition was deleted while we waited.
+                Ok(Err(_)) => return Err(BrokerError::UnknownTopic(topic.to_string())),
+                Err(_) => break log.read(params.offset, max_bytes)?,
+            }
+        };
+        let labels = Metrics::topic(topic);
+        self.metrics.fetch_requests.get_or_create(&labels).inc();
+        self.metrics.fetch_bytes.get_or_create(&labels).inc_by(result.batches.len() as u64);
+        self.metrics.fetch_latency.observe(started.elapsed().as_secs_f64());
+        Ok(result)
+    }
+
+    /// Looks up an offset. For a timestamp later than every record, returns the high
+    /// watermark and no timestamp (as Kafka does).
+    pub fn list_offsets(&self, topic: &str, partition: u32, query: OffsetQuery) -> Result<(u64, Option<i64>)> {
+        self.metadata.check_leader(topic, partition)?;
+        let (_, log) = self.partition(topic, partition)?;
+        let o = log.offsets();
+        Ok(match query {
+            OffsetQuery::Earliest => (o.log_start, None),
+            OffsetQuery::Latest => (o.high_watermark, None),
+            OffsetQuery::Timestamp(ts) => match log.offset_for_timestamp(ts)? {
+                Some((off, ts)) => (off, Some(ts)),
+                None => (o.high_watermark, None),
+            },
+        })
+    }
+
+    /// Deletes every batch of a partition that ends at or before `offset` (compaction
+    /// of internal topics). Returns the number of batches deleted.
+    pub fn delete_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64> {
+        let (_, log) = self.partition(topic, partition)?;
+        Ok(log.delete_records_before(offset)?)
+    }
+
+    /// Applies retention to every partition once, as of `now_ms`. Returns batches deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> u64 {
+        let topics: Vec<Arc<Topic>> = match self.topics.read() {
+            Ok(t) => t.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        let mut total = 0;
+        for t in topics {
+            let limits =
+                RetentionLimits { retention_ms: t.config.retention_ms, retention_bytes: t.config.retention_bytes };
+            if limits.retention_ms.is_none() && limits.retention_bytes.is_none() {
+                continue;
+            }
+            for p in t.partitions.values() {
+                match p.apply_retention(limits, now_ms) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(topic = %t.spec.name, partition = p.partition(), batches = n,
+                              log_start = p.log_start_offset(), "retention deleted batches");
+                        self.metrics.retention_deleted_batches.get_or_create(&Metrics::topic(&t.spec.name)).inc_by(n);
+                        total += n;
+                    }
+                    Err(e) => warn!(topic = %t.spec.name, partition = p.partition(), error = %e, "retention failed"),
+                }
+            }
+        }
+        total
+    }
+
+    /// Refreshes per-partition gauges (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        let Ok(topics) = self.topics.read() else { return };
+        let mut n = 0;
+        for t in topics.values() {
+            for p in t.partitions.values() {
+                n += 1;
+                let l = PartitionLabels { topic: t.spec.name.clone(), partition: p.partition() };
+                let o = p.offsets();
+                self.metrics.partition_size_bytes.get_or_create(&l).set(p.size_bytes() as i64);
+                self.metrics.partition_log_start.get_or_create(&l).set(o.log_start as i64);
+                self.metrics.partition_log_end.get_or_create(&l).set(o.log_end as i64);
+                self.metrics.partition_high_watermark.get_or_create(&l).set(o.high_watermark as i64);
+            }
+        }
+        self.metrics.partitions.set(n);
+    }
+}

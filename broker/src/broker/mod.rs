@@ -1,0 +1,120 @@
+//! The broker's domain service: topics and their partition logs, produce, fetch
+//! (long poll), offsets, retention. Knows nothing of gRPC; `grpc` adapts it.
+//!
+//! - `topics`: the topic table: create, delete, alter, describe, the sync with the
+//!   metadata store, and finding a partition's log.
+//! - `data_path`: produce (acks, durability, leader epoch), fetch long poll, list
+//!   offsets, retention runs, per-partition gauges.
+
+mod data_path;
+mod topics;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use sluice_log::{DataDirLock, GroupCommit, LogConfig, PartitionLog};
+use tracing::info;
+
+pub use self::{
+    data_path::{Appended, DEFAULT_FETCH_MAX_BYTES, FETCH_MAX_BYTES_CEILING, FetchParams, MAX_FETCH_WAIT, OffsetQuery},
+    topics::{PartitionInfo, TopicInfo},
+};
+use crate::{
+    config::{BrokerConfig, TopicConfig},
+    error::{BrokerError, Result},
+    metadata::{BrokerAddress, LocalMetadata, MetadataStore, TopicSpec},
+    metrics::Metrics,
+};
+
+pub use sluice_core::Acks;
+
+/// One open topic: its spec, its effective configuration, and the logs of the
+/// partitions this broker hosts (all of them in standalone mode).
+#[derive(Debug)]
+struct Topic {
+    spec: TopicSpec,
+    config: TopicConfig,
+    partitions: BTreeMap<u32, Arc<PartitionLog>>,
+}
+
+/// A running broker's state.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    db: sled::Db,
+    metadata: Arc<dyn MetadataStore>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    group_commit: GroupCommit,
+    metrics: Arc<Metrics>,
+    _lock: DataDirLock,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn poisoned() -> BrokerError {
+    BrokerError::Storage("topic table lock poisoned".into())
+}
+
+impl Broker {
+    /// Opens the data directory and every topic in it. Must run inside a tokio runtime
+    /// (it starts the group-commit task).
+    pub fn open(config: BrokerConfig) -> Result<Self> {
+        let (db, lock) = sluice_log::open(&LogConfig {
+            data_dir: config.data_dir.clone(),
+            cache_capacity_bytes: config.cache_capacity_bytes,
+            flush_interval: config.flush_interval,
+        })?;
+        let metadata: Arc<dyn MetadataStore> = match &config.metadata {
+            Some(m) => m.clone(),
+            None => {
+                let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
+                let me = BrokerAddress { id: config.broker_id, address, rack: String::new() };
+                Arc::new(LocalMetadata::open(&db, me)?)
+            }
+        };
+        let metrics = Arc::new(Metrics::new());
+        let group_commit = GroupCommit::start(db.clone(), metrics.clone());
+        let broker =
+            Self { config, db, metadata, topics: RwLock::new(HashMap::new()), group_commit, metrics, _lock: lock };
+        for spec in broker.metadata.topics()? {
+            let topic = broker.open_topic(spec)?;
+            broker.topics.write().map_err(|_| poisoned())?.insert(topic.spec.name.clone(), topic);
+        }
+        let n = broker.topics.read().map_err(|_| poisoned())?.len();
+        info!(data_dir = %broker.config.data_dir.display(), topics = n, "broker storage open");
+        Ok(broker)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The metadata store (placement, leaders and brokers in Kubernetes mode).
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops background work that holds the database (shutdown).
+    pub async fn close(&self) {
+        self.group_commit.stop().await;
+    }
+
+    /// Flushes everything to disk (shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| BrokerError::Storage(e.to_string()))??;
+        Ok(())
+    }
+}

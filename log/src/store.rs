@@ -1,0 +1,96 @@
+//! [`PartitionStore`]: the log of one partition in Kafka's vocabulary. The broker's data
+//! path and (later) replication call this; [`crate::PartitionLog`] implements it over
+//! sled, and a different backend can implement it without changing its callers.
+//!
+//! The offsets of a partition, always `log start ≤ high watermark ≤ log end`:
+//!
+//! - **log start offset**: the first offset still stored; everything below was deleted
+//!   (retention, `DeleteRecords`-style deletion). It only moves forward, except when a
+//!   truncation removes the whole log (then the log restarts where it was truncated).
+//! - **log end offset**: the offset the next appended record gets (one past the last
+//!   stored record). It moves forward on append and back only on [`PartitionStore::truncate_to`].
+//! - **high watermark**: one past the last record consumers may see. Records in
+//!   `[log start, high watermark)` are visible; records at or above it are stored but
+//!   not yet committed (not flushed for `durability=always`, or, with replication, not
+//!   yet on every in-sync replica). It never exceeds the log end offset.
+
+use bytes::Bytes;
+use sluice_core::{BatchInfo, StoredBatchHeader};
+use tokio::sync::watch;
+
+use crate::{error::Result, retention::RetentionLimits};
+
+/// Offsets of a partition at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start: u64,
+    pub log_end: u64,
+    pub high_watermark: u64,
+}
+
+/// Result of a read: stored batches back to back, and the offsets at read time.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub batches: Bytes,
+    pub offsets: LogOffsets,
+}
+
+/// The log of one partition: an ordered sequence of record batches with dense offsets.
+///
+/// Batches are stored and returned whole, as the client encoded them, behind the
+/// broker's [`StoredBatchHeader`] (base offset, leader epoch, timestamps).
+pub trait PartitionStore: Send + Sync + std::fmt::Debug {
+    /// The first offset still stored (see the module documentation).
+    fn log_start_offset(&self) -> u64;
+
+    /// The offset the next appended record gets.
+    fn log_end_offset(&self) -> u64;
+
+    /// One past the last record visible to consumers.
+    fn high_watermark(&self) -> u64;
+
+    /// All three offsets at one moment (`log_start ≤ high_watermark ≤ log_end`).
+    fn offsets(&self) -> LogOffsets;
+
+    /// A receiver that sees every change of the high watermark (for fetch long polls).
+    fn watch_high_watermark(&self) -> watch::Receiver<u64>;
+
+    /// Appends a validated batch at the log end offset and returns its stored header
+    /// (with the assigned base offset and `leader_epoch`, the partition's leader epoch
+    /// at append). Appends are serialised per partition. The batch is not visible to
+    /// consumers until [`Self::advance_high_watermark`] passes it.
+    fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32, now_ms: i64) -> Result<StoredBatchHeader>;
+
+    /// Makes records below `offset` visible to consumers. Never moves the high
+    /// watermark backwards, nor above the log end offset.
+    fn advance_high_watermark(&self, offset: u64);
+
+    /// Reads whole batches starting with the one that contains `offset`, stopping at the
+    /// high watermark or once `max_bytes` is reached (the first batch always comes
+    /// whole). `offset` must be within `[log start, high watermark]`; at the high
+    /// watermark the result is empty. Consumers skip records below their offset.
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult>;
+
+    /// The first visible offset whose record timestamp is at or after `ts_ms`, with that
+    /// record's timestamp; `None` when no visible record is that recent.
+    fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>>;
+
+    /// Kafka's truncate: removes every batch holding a record at or after `offset`, so
+    /// the log end offset becomes `offset` (or the base offset of the batch containing
+    /// `offset`, which goes whole: batches are never split). The high watermark is
+    /// lowered to the new log end if it was above; a truncation below the log start
+    /// offset empties the log and restarts it at the new log end. Does nothing when
+    /// `offset` is at or beyond the log end. Survives a crash half-way (finished on the
+    /// next open). Returns the new log end offset.
+    fn truncate_to(&self, offset: u64) -> Result<u64>;
+
+    /// Advances the log start offset to `offset` and deletes every batch that ends at or
+    /// before it (Kafka's DeleteRecords; also the compaction of internal topics).
+    /// Refuses an offset above the high watermark. Returns the number of batches deleted.
+    fn delete_records_before(&self, offset: u64) -> Result<u64>;
+
+    /// Applies retention as of `now_ms`: deletes whole batches from the head as `limits`
+    /// require (see [`crate::retention::plan`]), never a batch consumers cannot see yet,
+    /// and advances the log start offset. Returns the number of batches deleted.
+    fn apply_retention(&self, limits: RetentionLimits, now_ms: i64) -> Result<u64>;
+}
