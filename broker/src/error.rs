@@ -1,6 +1,7 @@
 //! The broker's error type. Its mapping to gRPC statuses lives in `grpc::status`.
 
 use sluice_core::{BatchError, InvalidTopicConfig, InvalidTopicName};
+use sluice_groups::GroupError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -54,6 +55,24 @@ pub enum BrokerError {
 impl From<InvalidTopicConfig> for BrokerError {
     fn from(e: InvalidTopicConfig) -> Self {
         BrokerError::InvalidConfig(e.0)
+    }
+}
+
+/// Same variants, same messages: a group refusal keeps its gRPC code and text.
+impl From<GroupError> for BrokerError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::InvalidRequest(why) => BrokerError::InvalidRequest(why),
+            GroupError::UnknownMember { group, member } => BrokerError::UnknownMember { group, member },
+            GroupError::FencedMemberEpoch { group, member, epoch, current } => {
+                BrokerError::FencedMemberEpoch { group, member, epoch, current }
+            }
+            GroupError::PartitionNotOwned { group, member, topic, partition } => {
+                BrokerError::PartitionNotOwned { group, member, topic, partition }
+            }
+            GroupError::GroupNotEmpty { group, members } => BrokerError::GroupNotEmpty { group, members },
+            GroupError::Record(e) => BrokerError::Storage(format!("offsets record: {e}")),
+        }
     }
 }
 
