@@ -2,6 +2,7 @@
 
 use sluice_core::{BatchError, InvalidTopicConfig, InvalidTopicName};
 use sluice_log::LogError;
+use sluice_groups::GroupError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -69,6 +70,24 @@ impl From<LogError> for BrokerError {
                 BrokerError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark }
             }
             LogError::Batch(e) => BrokerError::Batch(e),
+        }
+    }
+}
+
+/// Same variants, same messages: a group refusal keeps its gRPC code and text.
+impl From<GroupError> for BrokerError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::InvalidRequest(why) => BrokerError::InvalidRequest(why),
+            GroupError::UnknownMember { group, member } => BrokerError::UnknownMember { group, member },
+            GroupError::FencedMemberEpoch { group, member, epoch, current } => {
+                BrokerError::FencedMemberEpoch { group, member, epoch, current }
+            }
+            GroupError::PartitionNotOwned { group, member, topic, partition } => {
+                BrokerError::PartitionNotOwned { group, member, topic, partition }
+            }
+            GroupError::GroupNotEmpty { group, members } => BrokerError::GroupNotEmpty { group, members },
+            GroupError::Record(e) => BrokerError::Storage(format!("offsets record: {e}")),
         }
     }
 }

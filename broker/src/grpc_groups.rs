@@ -6,13 +6,11 @@ use std::{sync::Arc, time::Duration};
 use sluice_proto::v1::{self as pb, groups_server::Groups};
 use tonic::{Request, Response, Status};
 
+use sluice_groups::{Heartbeat, ResetTo, Strategy, TopicPartition};
+
 use crate::{
     error::BrokerError,
-    groups::{
-        Coordinator, Strategy, TopicPartition,
-        coordinator::{GroupDescription, ResetTo},
-        group::Heartbeat,
-    },
+    groups::{Coordinator, GroupDescription},
     grpc::status,
 };
 

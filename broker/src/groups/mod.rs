@@ -1,48 +1,61 @@
-//! Consumer groups: the coordinator that keeps membership and assigns partitions
-//! (server-side, in the spirit of Kafka's KIP-848), and committed offsets stored as
-//! records in the internal topic `__consumer_offsets`.
+//! The group coordinator: the adapter that wires the pure consumer groups of
+//! [`sluice_groups`] (membership, assignors, offset records, the reset planner) to this
+//! broker's log. Committed offsets are records of the internal topic
+//! `__consumer_offsets`; membership is served in the spirit of Kafka's KIP-848.
 //!
-//! - [`assignor`]: the strategies (range, round-robin, cooperative-sticky), pure.
-//! - [`group`]: one group's members, epochs, sessions and reconciliation, pure.
-//! - [`records`]: how offsets are encoded as keyed records of the internal topic.
-//! - [`coordinator`]: the groups this broker coordinates, wired to the log: commits
-//!   append records, start-up replays them, compaction keeps the topic small.
+//! - [`coordinator`]: the [`Coordinator`], its settings, opening (topic + replay).
+//! - [`membership`]: join, heartbeat, leave, session expiry, who may commit.
+//! - [`offsets`]: commits as records, replay on start, compaction, offset fetch.
+//! - [`admin`]: list, describe (with lag), delete, reset.
+//! - [`gauges`]: consumer-lag metrics, set before a scrape.
 //!
 //! Membership is soft state: only committed offsets are written. After a restart the
 //! coordinator knows no members; they get `UNKNOWN_MEMBER_ID` on their next heartbeat
 //! and join again, and resume from their committed offsets.
 
-pub mod assignor;
+mod admin;
 pub mod coordinator;
-pub mod group;
-pub mod records;
+mod gauges;
+mod membership;
+mod offsets;
 
-pub use assignor::Strategy;
+pub use admin::{GroupDescription, GroupSummary, MemberInfo, PartitionLag};
 pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
-
-pub use sluice_core::TopicPartition;
-
-/// The offsets partition that holds `group`, as Kafka chooses it:
-/// `abs(java_string_hash(group)) mod partitions`.
-pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
-    let mut h: i32 = 0;
-    for unit in group.encode_utf16() {
-        h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
-    }
-    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
-    let h = if h == i32::MIN { 0 } else { h.unsigned_abs() };
-    h % partitions.max(1)
-}
+pub use membership::HeartbeatOutcome;
+pub use sluice_groups::{ResetLine, ResetTo, Strategy, TopicPartition, offsets_partition};
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use sluice_groups::GroupError;
 
+    use crate::error::BrokerError;
+
+    /// Every refusal of the groups crate reads the same once it is a broker error (and
+    /// so a gRPC status): users and tests see the messages they saw before the split.
     #[test]
-    fn offsets_partition_matches_kafka() {
-        // "my-group".hashCode() == -1_906_497_762 in Java; abs mod 50 = 12.
-        assert_eq!(offsets_partition("my-group", 50), 12);
-        assert_eq!(offsets_partition("", 8), 0);
-        assert!(offsets_partition("orders-service", 8) < 8);
+    fn group_errors_keep_their_messages_as_broker_errors() {
+        let cases: Vec<fn() -> GroupError> = vec![
+            || GroupError::InvalidRequest("the group id is empty".into()),
+            || GroupError::UnknownMember { group: "g".into(), member: "m".into() },
+            || GroupError::FencedMemberEpoch { group: "g".into(), member: "m".into(), epoch: 1, current: 2 },
+            || GroupError::PartitionNotOwned { group: "g".into(), member: "m".into(), topic: "t".into(), partition: 3 },
+            || GroupError::GroupNotEmpty { group: "g".into(), members: vec!["a".into(), "b".into()] },
+            || sluice_groups::records::decode(b"nope", None).expect_err("a bad record"),
+        ];
+        for make in cases {
+            let (e, text) = (make(), make().to_string());
+            let b = BrokerError::from(e);
+            assert_eq!(b.to_string(), text);
+            let same_variant = matches!(
+                (make(), &b),
+                (GroupError::InvalidRequest(_), BrokerError::InvalidRequest(_))
+                    | (GroupError::UnknownMember { .. }, BrokerError::UnknownMember { .. })
+                    | (GroupError::FencedMemberEpoch { .. }, BrokerError::FencedMemberEpoch { .. })
+                    | (GroupError::PartitionNotOwned { .. }, BrokerError::PartitionNotOwned { .. })
+                    | (GroupError::GroupNotEmpty { .. }, BrokerError::GroupNotEmpty { .. })
+                    | (GroupError::Record(_), BrokerError::Storage(_))
+            );
+            assert!(same_variant, "{b:?}");
+        }
     }
 }

@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sluice_core::{Acks, Durability};
+use sluice_core::{Acks, Durability, Strategy};
+
+use super::session::TopicSpec;
 
 /// Benchmarks a broker: produce throughput and acknowledgement latency, consume
-/// throughput, end-to-end latency. Without `--broker` an embedded broker runs in a
-/// temporary directory that is removed afterwards.
+/// throughput, end-to-end latency, consumer groups. Without `--broker` an embedded
+/// broker runs in a temporary directory that is removed afterwards.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -22,6 +24,12 @@ pub enum Workload {
     Consume(ConsumeArgs),
     /// A fixed-rate producer and a consumer: end-to-end latency.
     E2e(E2eArgs),
+    /// Fills a topic, reads it with consumers assigned partitions by hand, then with as
+    /// many members of a consumer group: the group's rate against the manual one.
+    Group(GroupArgs),
+    /// Simulated group members on a many-partition topic: how long the group takes to
+    /// be stable again after a member joins and after one leaves.
+    Rebalance(RebalanceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,23 +67,90 @@ pub struct E2eArgs {
     pub rate: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Consumers of each phase: manual ones with a share of the partitions each, then
+    /// members of one group.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub consumers: u32,
+    /// Session timeout of the group members [session.timeout.ms]; the coordinator asks
+    /// for heartbeats at a third of it, which bounds how fast partitions move.
+    #[arg(long, value_name = "MS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_timeout_ms: u64,
+    /// How often members commit their positions [auto.commit.interval.ms].
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub auto_commit_ms: u64,
+    /// Assignment strategy: range, roundrobin or cooperative-sticky.
+    #[arg(long, default_value = "cooperative-sticky")]
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Args)]
+pub struct RebalanceArgs {
+    /// Members that form the group before the first round.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub members: u32,
+    /// Partitions of the topic the bench creates.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub partitions: u32,
+    /// Rounds of one join then one leave.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Session timeout of the members; the coordinator asks for heartbeats at a third of
+    /// it (at most its configured interval).
+    #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub session_timeout_ms: u32,
+    /// Assignment strategy: range, roundrobin or cooperative-sticky.
+    #[arg(long, default_value = "cooperative-sticky")]
+    pub strategy: Strategy,
+    /// Give up when the group is not stable this long after a change.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Use this existing topic (its own partitions) instead of creating `bench-<random>`.
+    #[arg(long, conflicts_with = "partitions")]
+    pub topic: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Keep the topic the bench created on a `--broker` (it is deleted otherwise).
+    #[arg(long)]
+    pub keep_topic: bool,
+}
+
+impl RebalanceArgs {
+    /// The topic the members subscribe to.
+    pub fn topic_spec(&self) -> TopicSpec {
+        TopicSpec {
+            existing: self.topic.clone(),
+            partitions: self.partitions,
+            durability: Durability::Interval,
+            largest_batch: 0,
+            keep: self.keep_topic,
+        }
+    }
+}
+
 /// Options shared by every workload.
 #[derive(Debug, Args)]
 pub struct Common {
     /// Bytes of value per record (suffixes K/KiB and M/MiB are accepted).
     #[arg(long, value_name = "BYTES", default_value = "100", value_parser = parse_bytes)]
     pub record_size: usize,
-    /// Records to send in total, over all producers [default: 1000000; e2e: --duration 10].
+    /// Records to send in total, over all producers [default: 1000000; group: 1600000;
+    /// e2e: --duration 10].
     #[arg(long, value_name = "N", conflicts_with = "duration",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Send for this many seconds instead of a fixed count.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
-    /// Partitions of the topic the bench creates.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub partitions: u32,
+    /// Partitions of the topic the bench creates [default: 1; group: 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub partitions: Option<u32>,
     /// Use this existing topic (its own partitions and durability) instead of creating
     /// `bench-<random>`.
     #[arg(long, conflicts_with_all = ["partitions", "durability"])]
@@ -111,6 +186,18 @@ pub enum Stop {
 }
 
 impl Common {
+    /// The topic of the run; `partitions` unless `--partitions` says otherwise.
+    pub fn topic_spec(&self, partitions: u32) -> TopicSpec {
+        TopicSpec {
+            existing: self.topic.clone(),
+            partitions: self.partitions.unwrap_or(partitions),
+            durability: self.durability,
+            // A batch holds up to batch.size bytes, or one record that is larger.
+            largest_batch: self.batch_size.max(self.record_size + 64) as u64,
+            keep: self.keep_topic,
+        }
+    }
+
     /// `--count` or `--duration`, else `default`.
     pub fn stop(&self, default: Stop) -> Stop {
         match (self.count, self.duration) {
@@ -188,5 +275,26 @@ mod tests {
         assert_eq!(p.common.batch_size, 64 * 1024);
         assert!(Cli::try_parse_from(["x", "produce", "--count", "5", "--duration", "1"]).is_err());
         assert!(Cli::try_parse_from(["x", "produce", "--topic", "t", "--partitions", "3"]).is_err());
+        assert_eq!(p.common.topic_spec(1).partitions, 1);
+    }
+
+    #[test]
+    fn group_workloads_have_their_own_defaults() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "group"]).expect("parse");
+        let Workload::Group(g) = cli.bench.workload else { panic!("not group") };
+        assert_eq!((g.consumers, g.session_timeout_ms, g.auto_commit_ms), (4, 600, 200));
+        assert_eq!(g.common.topic_spec(16).partitions, 16);
+        assert_eq!(g.strategy, Strategy::CooperativeSticky);
+        let cli = Cli::try_parse_from(["x", "rebalance", "--members", "3", "--strategy", "range"]).expect("parse");
+        let Workload::Rebalance(r) = cli.bench.workload else { panic!("not rebalance") };
+        assert_eq!((r.members, r.partitions, r.rounds, r.strategy), (3, 1000, 3, Strategy::Range));
+        assert!(Cli::try_parse_from(["x", "rebalance", "--strategy", "sticky"]).is_err());
+        assert!(Cli::try_parse_from(["x", "rebalance", "--topic", "t", "--partitions", "3"]).is_err());
     }
 }

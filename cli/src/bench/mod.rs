@@ -1,46 +1,90 @@
-//! `sluice bench`: produce, consume and end-to-end benchmarks, against an embedded
-//! broker, a `--broker`, or a transport-only server with storage switched off (the
-//! ceiling the gRPC path allows).
+//! `sluice bench`: produce, consume, end-to-end and consumer-group benchmarks, against
+//! an embedded broker, a `--broker`, or a transport-only server with storage switched
+//! off (the ceiling the gRPC path allows).
 //!
 //! - [`args`]: the command line.
 //! - [`session`]: what the bench runs against and the topic it uses.
 //! - [`embedded`]: the embedded broker, its memory and disk figures.
 //! - [`null_server`]: the transport-only server.
 //! - [`load`]: the producers (fixed rate or max throughput); [`acks`]: ack latency.
-//! - [`produce`], [`consume`], [`e2e`]: the workloads.
-//! - [`report`]: histogram, results, text and JSON output; [`progress`]: the bar.
+//! - [`produce`], [`consume`], [`e2e`]: the record workloads.
+//! - [`group`], [`rebalance`]: the consumer-group workloads.
+//! - [`report`]: histogram, results, text and JSON output; [`group_report`]: those of
+//!   the group workloads; [`progress`]: the bar.
 
 mod acks;
 mod args;
 mod consume;
 mod e2e;
 mod embedded;
+mod group;
+mod group_report;
 mod load;
 mod null_server;
 mod produce;
 mod progress;
+mod rebalance;
 mod report;
 mod session;
 
 pub use args::BenchArgs;
 use args::{Output, Workload};
-use session::Session;
+use group_report::{GroupReport, RebalanceReport};
+use report::{BrokerStats, Report};
+use session::{Session, TransportOnly};
+
+/// A finished run's report, whichever workload it was.
+#[derive(Debug)]
+enum Finished {
+    Records(Report),
+    Group(GroupReport),
+    Rebalance(RebalanceReport),
+}
+
+impl Finished {
+    fn set_broker(&mut self, stats: Option<BrokerStats>) {
+        match self {
+            Finished::Records(r) => r.broker = stats,
+            Finished::Group(r) => r.broker = stats,
+            Finished::Rebalance(r) => r.broker = stats,
+        }
+    }
+
+    fn print(&self, output: Output) {
+        let text = match (self, output) {
+            (Finished::Records(r), Output::Text) => r.text(),
+            (Finished::Records(r), Output::Json) => r.json(),
+            (Finished::Group(r), Output::Text) => r.text(),
+            (Finished::Group(r), Output::Json) => r.json(),
+            (Finished::Rebalance(r), Output::Text) => r.text(),
+            (Finished::Rebalance(r), Output::Json) => r.json(),
+        };
+        println!("{text}");
+    }
+}
 
 /// Runs a benchmark against `broker` (or an embedded broker when `None`) and prints
 /// its report on stdout; progress and notices go to stderr.
 pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> {
-    let (common, transport_only) = match &args.workload {
-        Workload::Produce(a) => (&a.common, a.transport_only),
-        Workload::Consume(a) => (&a.common, a.transport_only),
-        Workload::E2e(a) => (&a.common, false),
+    let transport_only = |on: bool, c: &args::Common| {
+        on.then_some(TransportOnly { record_size: c.record_size, batch_size: c.batch_size })
     };
-    let session = Session::open(broker, transport_only, common).await?;
+    let (topic, server, output) = match &args.workload {
+        Workload::Produce(a) => (a.common.topic_spec(1), transport_only(a.transport_only, &a.common), a.common.output),
+        Workload::Consume(a) => (a.common.topic_spec(1), transport_only(a.transport_only, &a.common), a.common.output),
+        Workload::E2e(a) => (a.common.topic_spec(1), None, a.common.output),
+        Workload::Group(a) => (a.common.topic_spec(group::DEFAULT_PARTITIONS), None, a.common.output),
+        Workload::Rebalance(a) => (a.topic_spec(), None, a.output),
+    };
+    let session = Session::open(broker, server, &topic).await?;
     let outcome = tokio::select! {
         r = async {
             match &args.workload {
-                Workload::Produce(a) => produce::run(a, &session).await,
-                Workload::Consume(a) => consume::run(a, &session).await,
-                Workload::E2e(a) => e2e::run(a, &session).await,
+                Workload::Produce(a) => produce::run(a, &session).await.map(|(r, n)| (Finished::Records(r), n)),
+                Workload::Consume(a) => consume::run(a, &session).await.map(|(r, n)| (Finished::Records(r), n)),
+                Workload::E2e(a) => e2e::run(a, &session).await.map(|(r, n)| (Finished::Records(r), n)),
+                Workload::Group(a) => group::run(a, &session).await.map(|(r, n)| (Finished::Group(r), n)),
+                Workload::Rebalance(a) => rebalance::run(a, &session).await.map(|(r, n)| (Finished::Rebalance(r), n)),
             }
         } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -55,10 +99,7 @@ pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> 
             return Err(e);
         }
     };
-    report.broker = session.close(payload_bytes).await?;
-    match common.output {
-        Output::Text => println!("{}", report.text()),
-        Output::Json => println!("{}", report.json()),
-    }
+    report.set_broker(session.close(payload_bytes).await?);
+    report.print(output);
     Ok(())
 }

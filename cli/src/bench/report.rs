@@ -174,7 +174,7 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = Vec::new();
         out.push(self.headline());
-        out.push(format!("target: {}", self.target_line()));
+        out.push(format!("target: {}", self.target.line()));
         if let Some(f) = &self.fill {
             out.push(if f.filled_by_bench {
                 format!(
@@ -209,23 +209,7 @@ impl Report {
             ));
         }
         if let Some(b) = &self.broker {
-            if let (Some(rss), Some(peak)) = (b.process_rss_bytes, b.process_peak_rss_bytes) {
-                out.push(format!(
-                    "memory: RSS {}, peak {} (the whole bench process: embedded broker and clients)",
-                    bytes(rss),
-                    bytes(peak)
-                ));
-            }
-            let ratio = b.data_dir_bytes as f64 / (b.payload_bytes.max(1) as f64);
-            let stored =
-                b.stored_log_bytes.map(|s| format!("; the log holds {} MB", num(s as f64 / 1e6))).unwrap_or_default();
-            out.push(format!(
-                "disk: {} MB in the data dir ({} MB apparent) for {} MB of payload written ({}x){stored}",
-                num(b.data_dir_bytes as f64 / 1e6),
-                num(b.data_dir_apparent_bytes as f64 / 1e6),
-                num(b.payload_bytes as f64 / 1e6),
-                num(ratio)
-            ));
+            out.extend(b.lines());
         }
         if self.errors > 0 {
             out.push(format!(
@@ -266,9 +250,12 @@ impl Report {
             }
         }
     }
+}
 
-    fn target_line(&self) -> String {
-        match &self.target {
+impl TargetInfo {
+    /// The `target:` line of a text report.
+    pub fn line(&self) -> String {
+        match self {
             TargetInfo::Embedded { address, data_dir } => {
                 format!("embedded broker at {address}, data in {data_dir} (removed after the run)")
             }
@@ -280,8 +267,33 @@ impl Report {
     }
 }
 
+impl BrokerStats {
+    /// The `memory:` and `disk:` lines of a text report.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let (Some(rss), Some(peak)) = (self.process_rss_bytes, self.process_peak_rss_bytes) {
+            out.push(format!(
+                "memory: RSS {}, peak {} (the whole bench process: embedded broker and clients)",
+                bytes(rss),
+                bytes(peak)
+            ));
+        }
+        let ratio = self.data_dir_bytes as f64 / (self.payload_bytes.max(1) as f64);
+        let stored =
+            self.stored_log_bytes.map(|s| format!("; the log holds {} MB", num(s as f64 / 1e6))).unwrap_or_default();
+        out.push(format!(
+            "disk: {} MB in the data dir ({} MB apparent) for {} MB of payload written ({}x){stored}",
+            num(self.data_dir_bytes as f64 / 1e6),
+            num(self.data_dir_apparent_bytes as f64 / 1e6),
+            num(self.payload_bytes as f64 / 1e6),
+            num(ratio)
+        ));
+        out
+    }
+}
+
 /// `1` → "1 producer", `2` → "2 producers".
-fn plural(n: u64, word: &str) -> String {
+pub fn plural(n: u64, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{} {word}s", group(n)) }
 }
 

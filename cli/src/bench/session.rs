@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context;
 use sluice_broker::config::MAX_MESSAGE_BYTES_CEILING;
 use sluice_client::{Admin, Client, ProducerConfig, proto::TopicDescription};
+use sluice_core::Durability;
 
 use super::{
     args::{Common, Stop},
@@ -26,6 +27,28 @@ enum Backend {
     TransportOnly(NullServer),
 }
 
+/// The topic a bench runs on.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Use this existing topic (its own partitions and durability) instead of creating
+    /// `bench-<random>`.
+    pub existing: Option<String>,
+    pub partitions: u32,
+    pub durability: Durability,
+    /// The largest batch producers will send; above the broker's default
+    /// `max.message.bytes` the created topic allows it.
+    pub largest_batch: u64,
+    /// Keep a created topic on a `--broker` (it is deleted otherwise).
+    pub keep: bool,
+}
+
+/// What the transport-only server answers fetches with.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportOnly {
+    pub record_size: usize,
+    pub batch_size: usize,
+}
+
 /// A bench's broker and topic.
 #[derive(Debug)]
 pub struct Session {
@@ -38,25 +61,32 @@ pub struct Session {
     pub durability: String,
     /// True when the bench created the topic (it is empty at the start).
     pub created: bool,
-    keep_topic: bool,
+    /// `--keep-topic`: leave what the bench created (topic, group offsets) on a `--broker`.
+    pub keep_topic: bool,
 }
 
 impl Session {
     /// Starts the embedded or transport-only server if needed, then creates the topic
     /// (or checks the one named by `--topic`).
-    pub async fn open(broker: Option<String>, transport_only: bool, common: &Common) -> anyhow::Result<Self> {
+    pub async fn open(
+        broker: Option<String>,
+        transport_only: Option<TransportOnly>,
+        topic: &TopicSpec,
+    ) -> anyhow::Result<Self> {
         let (backend, addr, target) = match (broker, transport_only) {
-            (Some(_), true) => anyhow::bail!("--transport-only runs its own server; it cannot be used with --broker"),
-            (Some(addr), false) => {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("--transport-only runs its own server; it cannot be used with --broker")
+            }
+            (Some(addr), None) => {
                 let target = TargetInfo::External { address: addr.clone() };
                 (Backend::External, addr, target)
             }
-            (None, true) => {
-                let server = NullServer::start(common.record_size, common.batch_size).await?;
+            (None, Some(t)) => {
+                let server = NullServer::start(t.record_size, t.batch_size).await?;
                 let addr = server.addr.to_string();
                 (Backend::TransportOnly(server), addr.clone(), TargetInfo::TransportOnly { address: addr })
             }
-            (None, false) => {
+            (None, None) => {
                 let broker = EmbeddedBroker::start().await?;
                 let addr = broker.addr().to_string();
                 let data_dir = broker.data_dir().display().to_string();
@@ -64,14 +94,13 @@ impl Session {
                 (Backend::Embedded(broker), addr.clone(), TargetInfo::Embedded { address: addr, data_dir })
             }
         };
-        let topic = match prepare_topic(&addr, common).await {
+        let (name, created, desc) = match prepare_topic(&addr, topic).await {
             Ok(t) => t,
             Err(e) => {
                 let _ = backend.stop().await;
                 return Err(e);
             }
         };
-        let (name, created, desc) = topic;
         Ok(Self {
             backend,
             addr,
@@ -80,7 +109,7 @@ impl Session {
             durability: desc.config.get("durability").cloned().unwrap_or_else(|| "unknown".into()),
             topic: name,
             created,
-            keep_topic: common.keep_topic,
+            keep_topic: topic.keep,
         })
     }
 
@@ -179,26 +208,29 @@ impl Backend {
     }
 }
 
-/// Creates `bench-<random>` with `common`'s partitions and durability, or describes
-/// the topic named by `--topic`. Returns its name, whether it was created, and its
+/// A name no other bench run of this machine uses at the same time: `<prefix>-<hex>`.
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", RandomState::new().hash_one(std::process::id()) as u32)
+}
+
+/// Creates `bench-<random>` with `spec`'s partitions and durability, or describes the
+/// topic named by `--topic`. Returns its name, whether it was created, and its
 /// description.
-async fn prepare_topic(addr: &str, common: &Common) -> anyhow::Result<(String, bool, TopicDescription)> {
+async fn prepare_topic(addr: &str, spec: &TopicSpec) -> anyhow::Result<(String, bool, TopicDescription)> {
     let admin = Admin::new(Client::connect(addr).await?);
-    if let Some(name) = &common.topic {
+    if let Some(name) = &spec.existing {
         let desc = admin.describe_topic(name).await.with_context(|| format!("cannot use topic '{name}'"))?;
         return Ok((name.clone(), false, desc));
     }
-    let name = format!("bench-{:08x}", RandomState::new().hash_one(std::process::id()) as u32);
-    let mut config = BTreeMap::from([("durability".to_string(), common.durability.as_str().to_string())]);
-    // A batch holds up to batch.size bytes, or one record that is larger.
-    let largest_batch = common.batch_size.max(common.record_size + 64) as u64;
+    let name = random_name("bench");
+    let mut config = BTreeMap::from([("durability".to_string(), spec.durability.as_str().to_string())]);
     const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1024 * 1024 + 12;
-    if largest_batch > DEFAULT_MAX_MESSAGE_BYTES {
-        let max = largest_batch.min(u64::from(MAX_MESSAGE_BYTES_CEILING));
+    if spec.largest_batch > DEFAULT_MAX_MESSAGE_BYTES {
+        let max = spec.largest_batch.min(u64::from(MAX_MESSAGE_BYTES_CEILING));
         config.insert("max.message.bytes".to_string(), max.to_string());
     }
     let desc = admin
-        .create_topic(&name, common.partitions, config)
+        .create_topic(&name, spec.partitions, config)
         .await
         .with_context(|| format!("cannot create topic '{name}'"))?;
     Ok((name, true, desc))
@@ -238,7 +270,7 @@ mod tests {
         let argv =
             ["x", "produce", "--count", "500", "--partitions", "2", "--durability", "always", "--linger-ms", "1"];
         let Workload::Produce(args) = Cli::parse_from(argv).bench.workload else { panic!("not produce") };
-        let session = Session::open(None, false, &args.common).await.expect("open");
+        let session = Session::open(None, None, &args.common.topic_spec(1)).await.expect("open");
         let TargetInfo::Embedded { data_dir, .. } = session.target.clone() else { panic!("not embedded") };
         let (report, payload) = produce::run(&args, &session).await.expect("produce");
         assert_eq!((report.records, report.errors, report.partitions), (500, 0, 2));

@@ -1,7 +1,9 @@
 //! One consumer group's membership: members, epochs, session deadlines, the target
 //! assignment and the reconciliation that moves partitions without ever giving one to
 //! two members at once. Pure state: time comes in as an argument, topic sizes through a
-//! closure, so every rule is unit-tested without a broker.
+//! closure, so every rule is unit-tested without a broker. (The one reading of the wall
+//! clock names new members: their ids must differ from those handed out before a
+//! restart, which a counter alone cannot promise.)
 //!
 //! Reconciliation (KIP-848 style): each member has a *target* (what the assignor wants
 //! it to own) and *owned* partitions (what the coordinator gave it and the member has
@@ -12,14 +14,14 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{
-    TopicPartition,
-    assignor::{self, MemberSpec, Strategy},
+use crate::{
+    Strategy, TopicPartition,
+    assignor::{self, MemberSpec},
+    error::{GroupError, Result},
 };
-use crate::error::{BrokerError, Result};
 
 /// A member as the coordinator tracks it.
 #[derive(Debug, Clone)]
@@ -135,7 +137,7 @@ impl Group {
             self.joins += 1;
             let id = if hb.member_id.is_empty() {
                 let client = if hb.client_id.is_empty() { "consumer" } else { hb.client_id.as_str() };
-                format!("{client}-{}-{}", crate::broker::now_ms(), self.joins)
+                format!("{client}-{}-{}", unix_ms(), self.joins)
             } else {
                 hb.member_id.clone()
             };
@@ -168,9 +170,9 @@ impl Group {
             let m = self
                 .members
                 .get_mut(&hb.member_id)
-                .ok_or_else(|| BrokerError::UnknownMember { group: self.id.clone(), member: hb.member_id.clone() })?;
+                .ok_or_else(|| GroupError::UnknownMember { group: self.id.clone(), member: hb.member_id.clone() })?;
             if hb.member_epoch != m.epoch {
-                return Err(BrokerError::FencedMemberEpoch {
+                return Err(GroupError::FencedMemberEpoch {
                     group: self.id.clone(),
                     member: m.id.clone(),
                     epoch: hb.member_epoch,
@@ -278,16 +280,16 @@ impl Group {
     ) -> Result<()> {
         if member.is_empty() {
             if !self.members.is_empty() {
-                return Err(BrokerError::GroupNotEmpty { group: self.id.clone(), members: self.member_ids() });
+                return Err(GroupError::GroupNotEmpty { group: self.id.clone(), members: self.member_ids() });
             }
             return Ok(());
         }
         let m = self
             .members
             .get(member)
-            .ok_or_else(|| BrokerError::UnknownMember { group: self.id.clone(), member: member.to_string() })?;
+            .ok_or_else(|| GroupError::UnknownMember { group: self.id.clone(), member: member.to_string() })?;
         if epoch != m.epoch {
-            return Err(BrokerError::FencedMemberEpoch {
+            return Err(GroupError::FencedMemberEpoch {
                 group: self.id.clone(),
                 member: member.to_string(),
                 epoch,
@@ -296,7 +298,7 @@ impl Group {
         }
         for tp in partitions {
             if !m.owned.contains(tp) {
-                return Err(BrokerError::PartitionNotOwned {
+                return Err(GroupError::PartitionNotOwned {
                     group: self.id.clone(),
                     member: member.to_string(),
                     topic: tp.topic.clone(),
@@ -306,6 +308,11 @@ impl Group {
         }
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -381,16 +388,16 @@ mod tests {
         let tp = a.assignment.iter().next().cloned().expect("a partition");
         g.check_commit(&a.member_id, a.member_epoch, [&tp]).expect("owner may commit");
         let err = g.check_commit(&a.member_id, a.member_epoch - 1, [&tp]).unwrap_err();
-        assert!(matches!(err, BrokerError::FencedMemberEpoch { .. }), "{err}");
+        assert!(matches!(err, GroupError::FencedMemberEpoch { .. }), "{err}");
         let err = g.check_commit("ghost", 1, [&tp]).unwrap_err();
-        assert!(matches!(err, BrokerError::UnknownMember { .. }), "{err}");
+        assert!(matches!(err, GroupError::UnknownMember { .. }), "{err}");
         let other = TopicPartition::new("other", 0);
         let err = g.check_commit(&a.member_id, a.member_epoch, [&other]).unwrap_err();
         assert!(err.to_string().contains("does not own other-0"), "{err}");
         let err = g.check_commit("", 0, [&tp]).unwrap_err();
         assert!(err.to_string().contains(&a.member_id), "names the live member: {err}");
         let stale = Heartbeat { member_id: a.member_id.clone(), member_epoch: 99, ..Default::default() };
-        assert!(matches!(g.heartbeat(stale, now, topics("t", 4)), Err(BrokerError::FencedMemberEpoch { .. })));
+        assert!(matches!(g.heartbeat(stale, now, topics("t", 4)), Err(GroupError::FencedMemberEpoch { .. })));
     }
 
     #[test]
@@ -413,6 +420,39 @@ mod tests {
         let a = beat(&mut g, &a, &a.assignment, gone);
         assert_eq!(a.assignment.len(), 4);
         no_double_ownership(&g);
+    }
+
+    #[test]
+    fn heartbeats_renew_the_session_and_expiry_is_strictly_after_the_timeout() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let a = join(&mut g, t0);
+        // Exactly at the timeout the session still holds; a millisecond later it is over.
+        assert!(g.expire(t0 + SESSION).is_empty());
+        let beat_at = t0 + SESSION / 2;
+        let a = beat(&mut g, &a, &a.assignment, beat_at);
+        assert!(g.expire(t0 + SESSION + Duration::from_millis(1)).is_empty(), "the heartbeat renewed it");
+        assert!(g.expire(beat_at + SESSION).is_empty());
+        assert_eq!(g.expire(beat_at + SESSION + Duration::from_millis(1)), vec![a.member_id]);
+        assert_eq!(g.state(), GroupState::Empty);
+    }
+
+    #[test]
+    fn a_heartbeat_may_change_the_session_timeout() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let a = join(&mut g, t0);
+        let short = Duration::from_secs(1);
+        let hb = Heartbeat {
+            member_id: a.member_id.clone(),
+            member_epoch: a.member_epoch,
+            topics: ["t".to_string()].into(),
+            owned: a.assignment.clone(),
+            session_timeout: short,
+            ..Default::default()
+        };
+        g.heartbeat(hb, t0, topics("t", 4)).expect("heartbeat");
+        assert_eq!(g.expire(t0 + short + Duration::from_millis(1)), vec![a.member_id], "the new timeout applies");
     }
 
     #[test]

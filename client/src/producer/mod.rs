@@ -7,14 +7,21 @@
 //! so batches of a partition are appended in the order they were sent, even across
 //! retries, while different partitions proceed in parallel. While a request is in
 //! flight the next batch keeps filling, which is where throughput comes from.
+//!
+//! - [`accumulator`]: the batching rules (which batch a record joins, when a batch is
+//!   sealed, buffer accounting), pure and tested with explicit `Instant`s.
+//! - `sender`: the per-partition task that sends sealed batches, with retries.
+
+mod accumulator;
+mod sender;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -22,11 +29,10 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::{FutureExt, Shared};
-use sluice_core::{BatchBuilder, Header};
-use sluice_proto::v1 as pb;
+use sluice_core::Header;
 use tokio::sync::{Notify, oneshot};
-use tracing::{debug, warn};
 
+use self::accumulator::{Completion, InFlight, PartitionBatches, RecordParts};
 use crate::{
     connection::Client,
     error::{ClientError, Result},
@@ -34,14 +40,6 @@ use crate::{
 };
 
 pub use sluice_core::Acks;
-
-fn acks_to_proto(acks: Acks) -> pb::Acks {
-    match acks {
-        Acks::None => pb::Acks::None,
-        Acks::Leader => pb::Acks::Leader,
-        Acks::All => pb::Acks::All,
-    }
-}
 
 /// Producer settings (Kafka's names in brackets).
 #[derive(Debug, Clone)]
@@ -164,33 +162,34 @@ impl Future for DeliveryFuture {
     }
 }
 
+/// How a batch is completed: the sender resolves `done`; every record of the batch
+/// holds a clone of `outcome`.
 #[derive(Debug)]
-struct OpenBatch {
-    builder: BatchBuilder,
-    started: Instant,
+struct BatchCompletion {
     done: oneshot::Sender<BatchOutcome>,
     outcome: SharedOutcome,
 }
 
-#[derive(Debug)]
-struct SealedBatch {
-    bytes: Bytes,
-    done: oneshot::Sender<BatchOutcome>,
+impl BatchCompletion {
+    fn new() -> Self {
+        let (done, rx) = oneshot::channel();
+        Self { done, outcome: rx.shared() }
+    }
 }
 
-#[derive(Debug, Default)]
-struct QueueState {
-    open: Option<OpenBatch>,
-    sealed: VecDeque<SealedBatch>,
-    /// Set by flush: send the open batch without waiting for linger.
-    flush_requested: bool,
+impl Completion for BatchCompletion {
+    type Ticket = SharedOutcome;
+    fn ticket(&self) -> SharedOutcome {
+        self.outcome.clone()
+    }
 }
 
 #[derive(Debug)]
 struct PartitionQueue {
     topic: Arc<str>,
     partition: u32,
-    state: Mutex<QueueState>,
+    batches: Mutex<PartitionBatches<BatchCompletion>>,
+    /// Wakes the partition's sender (a batch sealed or opened, a flush, close).
     wake: Notify,
 }
 
@@ -202,10 +201,9 @@ struct Inner {
     partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
     queues: Mutex<HashMap<(String, u32), Arc<PartitionQueue>>>,
     sticky: Mutex<HashMap<String, u32>>,
-    /// Bytes in sealed-but-unacknowledged batches, for `buffer_memory` back-pressure.
-    queued_bytes: AtomicUsize,
-    /// Batches sealed and not yet completed, for `flush`.
-    pending_batches: AtomicUsize,
+    /// Sealed-but-uncompleted batches, for `buffer_memory` back-pressure and `flush`.
+    in_flight: InFlight,
+    /// Signalled whenever a batch completes.
     progress: Notify,
     closed: AtomicBool,
 }
@@ -234,8 +232,7 @@ impl Producer {
                 partition_counts: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
                 sticky: Mutex::new(HashMap::new()),
-                queued_bytes: AtomicUsize::new(0),
-                pending_batches: AtomicUsize::new(0),
+                in_flight: InFlight::default(),
                 progress: Notify::new(),
                 closed: AtomicBool::new(false),
             }),
@@ -262,11 +259,11 @@ impl Producer {
         let q = Arc::new(PartitionQueue {
             topic: topic.into(),
             partition,
-            state: Mutex::new(QueueState::default()),
+            batches: Mutex::new(PartitionBatches::default()),
             wake: Notify::new(),
         });
         queues.insert((topic.to_string(), partition), q.clone());
-        tokio::spawn(sender_loop(Arc::downgrade(&self.inner), q.clone()));
+        tokio::spawn(sender::sender_loop(Arc::downgrade(&self.inner), q.clone()));
         q
     }
 
@@ -286,49 +283,32 @@ impl Producer {
         let ts = record.timestamp_ms.unwrap_or_else(now_ms);
         let q = self.queue(&record.topic, partition);
         let cfg = &self.inner.config;
-        let (future, sealed_bytes, first) = {
-            let mut st = lock(&q.state);
-            let size = BatchBuilder::record_size(ts, record.key.as_deref(), record.value.as_deref(), &record.headers);
-            let mut sealed_bytes = 0;
-            if st.open.as_ref().is_some_and(|o| !o.builder.is_empty() && o.builder.size_bytes() + size > cfg.batch_size)
-            {
-                sealed_bytes += seal(&mut st, &self.inner);
-            }
-            let first = st.open.is_none();
-            let open = st.open.get_or_insert_with(|| {
-                let (done, rx) = oneshot::channel();
-                OpenBatch {
-                    builder: BatchBuilder::with_capacity(cfg.batch_size.min(1 << 20)),
-                    started: Instant::now(),
-                    done,
-                    outcome: rx.shared(),
-                }
-            });
-            let index = open.builder.len();
-            open.builder.push(ts, record.key.as_deref(), record.value.as_deref(), &record.headers);
-            let future = DeliveryFuture {
-                outcome: open.outcome.clone(),
-                index,
-                topic: q.topic.clone(),
-                partition,
-                timestamp_ms: ts,
-            };
-            if open.builder.size_bytes() >= cfg.batch_size {
-                sealed_bytes += seal(&mut st, &self.inner);
-            }
-            (future, sealed_bytes, first)
+        let parts = RecordParts {
+            timestamp_ms: ts,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
         };
-        if sealed_bytes > 0 || first {
+        let appended =
+            lock(&q.batches).append(parts, cfg.batch_size, Instant::now(), &self.inner.in_flight, BatchCompletion::new);
+        let future = DeliveryFuture {
+            outcome: appended.ticket,
+            index: appended.index,
+            topic: q.topic.clone(),
+            partition,
+            timestamp_ms: ts,
+        };
+        if appended.sealed_bytes > 0 || appended.opened {
             q.wake.notify_one();
         }
-        if sealed_bytes > 0 && record.partition.is_none() && record.key.is_none() {
+        if appended.sealed_bytes > 0 && record.partition.is_none() && record.key.is_none() {
             // Sticky partitioning (KIP-480): move on once a batch is complete.
             lock(&self.inner.sticky).insert(record.topic.clone(), rand_index(count));
         }
         // Back-pressure: wait while too many bytes are queued.
-        while self.inner.queued_bytes.load(Ordering::Acquire) > cfg.buffer_memory {
+        while self.inner.in_flight.exceeds(cfg.buffer_memory) {
             let notified = self.inner.progress.notified();
-            if self.inner.queued_bytes.load(Ordering::Acquire) <= cfg.buffer_memory {
+            if !self.inner.in_flight.exceeds(cfg.buffer_memory) {
                 break;
             }
             notified.await;
@@ -341,17 +321,12 @@ impl Producer {
     pub async fn flush(&self) {
         let queues: Vec<Arc<PartitionQueue>> = lock(&self.inner.queues).values().cloned().collect();
         for q in &queues {
-            let mut st = lock(&q.state);
-            if st.open.is_some() {
-                seal(&mut st, &self.inner);
-            }
-            st.flush_requested = true;
-            drop(st);
+            lock(&q.batches).flush(&self.inner.in_flight);
             q.wake.notify_one();
         }
         loop {
             let notified = self.inner.progress.notified();
-            if self.inner.pending_batches.load(Ordering::Acquire) == 0 {
+            if self.inner.in_flight.batches() == 0 {
                 return;
             }
             notified.await;
@@ -372,114 +347,4 @@ fn rand_index(n: u32) -> u32 {
     // A cheap, well-spread choice; exact uniformity does not matter for stickiness.
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     (nanos.wrapping_mul(2_654_435_761)) % n.max(1)
-}
-
-/// Moves the open batch to the sealed queue. Returns its size.
-fn seal(st: &mut QueueState, inner: &Inner) -> usize {
-    let Some(open) = st.open.take() else { return 0 };
-    let bytes = open.builder.finish();
-    let n = bytes.len();
-    inner.queued_bytes.fetch_add(n, Ordering::AcqRel);
-    inner.pending_batches.fetch_add(1, Ordering::AcqRel);
-    st.sealed.push_back(SealedBatch { bytes, done: open.done });
-    n
-}
-
-/// What the sender should do next.
-enum Next {
-    Send(SealedBatch),
-    WaitUntil(Instant),
-    Wait,
-}
-
-async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
-    loop {
-        let Some(strong) = inner.upgrade() else { return };
-        let next = {
-            let mut st = lock(&q.state);
-            if let Some(b) = st.sealed.pop_front() {
-                Next::Send(b)
-            } else if let Some(open) = &st.open {
-                let due = open.started + strong.config.linger;
-                if st.flush_requested || Instant::now() >= due {
-                    seal(&mut st, &strong);
-                    st.flush_requested = false;
-                    match st.sealed.pop_front() {
-                        Some(b) => Next::Send(b),
-                        None => Next::Wait,
-                    }
-                } else {
-                    Next::WaitUntil(due)
-                }
-            } else {
-                st.flush_requested = false;
-                Next::Wait
-            }
-        };
-        match next {
-            Next::Send(batch) => {
-                let len = batch.bytes.len();
-                let outcome = send_with_retries(&strong, &q, batch.bytes).await;
-                let _ = batch.done.send(outcome);
-                strong.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                strong.pending_batches.fetch_sub(1, Ordering::AcqRel);
-                strong.progress.notify_waiters();
-            }
-            Next::WaitUntil(due) => {
-                let closed = strong.closed.load(Ordering::Acquire);
-                drop(strong);
-                if closed {
-                    return;
-                }
-                let _ = tokio::time::timeout_at(due.into(), q.wake.notified()).await;
-            }
-            Next::Wait => {
-                let closed = strong.closed.load(Ordering::Acquire);
-                drop(strong);
-                if closed {
-                    return;
-                }
-                // Wake up now and then so a dropped producer ends this task.
-                let _ = tokio::time::timeout(Duration::from_secs(1), q.wake.notified()).await;
-            }
-        }
-    }
-}
-
-async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> BatchOutcome {
-    let deadline = Instant::now() + inner.config.delivery_timeout;
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let req = pb::ProduceRequest {
-            topic: q.topic.to_string(),
-            partition: q.partition,
-            acks: acks_to_proto(inner.config.acks) as i32,
-            batch: batch.clone(),
-            producer_id: -1,
-            base_sequence: -1,
-        };
-        let err = match inner.client.partition_client(&q.topic, q.partition).await.produce(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                debug!(topic = %q.topic, partition = q.partition, base_offset = r.base_offset, "batch acknowledged");
-                return Ok((inner.config.acks != Acks::None).then_some(r.base_offset));
-            }
-            Err(s) => ClientError::from(s),
-        };
-        inner.client.refresh_route(&q.topic, q.partition, &err).await;
-        if !err.is_retriable() || Instant::now() + inner.config.retry_backoff >= deadline {
-            return Err(err);
-        }
-        if err.kind() == Some(pb::ErrorCode::NotLeader) {
-            debug!(topic = %q.topic, partition = q.partition, attempt, error = %err, "not the leader; retrying at the leader");
-            if attempt == 1 {
-                // The route was just learned: go to the leader at once.
-                continue;
-            }
-        } else {
-            warn!(topic = %q.topic, partition = q.partition, attempt, error = %err, "produce failed, retrying");
-        }
-        tokio::time::sleep(inner.config.retry_backoff).await;
-    }
 }

@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::TopicPartition;
-
-pub use sluice_core::Strategy;
+use crate::{Strategy, TopicPartition};
 
 /// What the assignor needs to know about one member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::TopicPartition;
-use crate::error::{BrokerError, Result};
+use crate::{
+    TopicPartition,
+    error::{GroupError, Result},
+};
 
 /// Key of an offset record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,22 +39,18 @@ impl OffsetKey {
     }
 }
 
-fn storage(e: serde_json::Error) -> BrokerError {
-    BrokerError::Storage(format!("offsets record: {e}"))
-}
-
 pub fn encode_key(k: &OffsetKey) -> Result<Vec<u8>> {
-    serde_json::to_vec(k).map_err(storage)
+    serde_json::to_vec(k).map_err(GroupError::Record)
 }
 
 pub fn encode_value(v: &Committed) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(storage)
+    serde_json::to_vec(v).map_err(GroupError::Record)
 }
 
 /// Decodes one record: `None` value is a tombstone.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(OffsetKey, Option<Committed>)> {
-    let k = serde_json::from_slice(key).map_err(storage)?;
-    let v = value.map(serde_json::from_slice).transpose().map_err(storage)?;
+    let k = serde_json::from_slice(key).map_err(GroupError::Record)?;
+    let v = value.map(serde_json::from_slice).transpose().map_err(GroupError::Record)?;
     Ok((k, v))
 }
 
@@ -67,6 +65,7 @@ mod tests {
         let (kb, vb) = (encode_key(&k).expect("key"), encode_value(&v).expect("value"));
         assert_eq!(decode(&kb, Some(&vb)).expect("decode"), (k.clone(), Some(v)));
         assert_eq!(decode(&kb, None).expect("decode"), (k, None));
-        assert!(decode(b"nope", None).is_err());
+        let err = decode(b"nope", None).unwrap_err();
+        assert!(err.to_string().starts_with("storage error: offsets record: "), "{err}");
     }
 }

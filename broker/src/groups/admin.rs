@@ -1,0 +1,180 @@
+//! Group administration on the coordinator: list, describe (members, committed
+//! offsets, lag), delete, and offset resets planned by [`sluice_groups::plan_reset`].
+//! Deletes and resets are refused while the group has live members.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use sluice_groups::{
+    Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo, Strategy, TopicPartition,
+    plan_reset, validate_group_id,
+};
+use tracing::info;
+
+use super::Coordinator;
+use crate::{
+    broker::{OffsetQuery, now_ms},
+    error::{BrokerError, Result},
+};
+
+/// A member as DescribeGroup shows it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub id: String,
+    pub client_id: String,
+    pub epoch: i32,
+    pub topics: Vec<String>,
+    pub owned: Vec<TopicPartition>,
+    pub target: Vec<TopicPartition>,
+    pub last_heartbeat_ago: Duration,
+}
+
+/// One partition's committed offset and lag.
+#[derive(Debug, Clone)]
+pub struct PartitionLag {
+    pub tp: TopicPartition,
+    pub committed: Option<u64>,
+    pub log_end: u64,
+    pub lag: u64,
+    pub owner: Option<String>,
+}
+
+/// DescribeGroup in domain terms.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: GroupState,
+    pub epoch: i32,
+    pub strategy: Strategy,
+    pub members: Vec<MemberInfo>,
+    pub partitions: Vec<PartitionLag>,
+    pub total_lag: u64,
+}
+
+/// ListGroups in domain terms.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: GroupState,
+    pub members: usize,
+}
+
+impl Coordinator {
+    /// Every group with members or committed offsets.
+    pub fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let state = self.lock()?;
+        let names: BTreeSet<&String> = state.groups.keys().chain(state.offsets.iter().map(|(g, _)| g)).collect();
+        Ok(names
+            .into_iter()
+            .map(|name| match state.groups.get(name) {
+                Some(g) => GroupSummary { group: name.clone(), state: g.state(), members: g.members.len() },
+                None => GroupSummary { group: name.clone(), state: GroupState::Empty, members: 0 },
+            })
+            .collect())
+    }
+
+    /// Describes a group: members, and per partition committed offset, log end and lag.
+    pub fn describe(&self, group: &str) -> Result<GroupDescription> {
+        let (g, offsets) = {
+            let state = self.lock()?;
+            let g = state.groups.get(group).cloned();
+            let offsets = state.offsets.group(group).cloned();
+            if g.is_none() && offsets.is_none() {
+                return Err(BrokerError::GroupNotFound(group.to_string()));
+            }
+            (g.unwrap_or_else(|| Group::new(group)), offsets.unwrap_or_default())
+        };
+        let mut tps: BTreeSet<TopicPartition> = offsets.keys().cloned().collect();
+        let topics: BTreeSet<&String> = g.members.values().flat_map(|m| &m.topics).collect();
+        for t in topics {
+            if let Some(n) = self.broker.partition_count(t) {
+                tps.extend((0..n).map(|p| TopicPartition::new(t, p)));
+            }
+        }
+        let mut partitions = Vec::new();
+        for tp in tps {
+            let committed = offsets.get(&tp).map(|c| c.offset);
+            let (log_start, log_end) = self.log_range(&tp);
+            let lag = log_end.saturating_sub(committed.unwrap_or(log_start));
+            partitions.push(PartitionLag { owner: g.owner(&tp).map(str::to_string), tp, committed, log_end, lag });
+        }
+        let now = Instant::now();
+        let members = g
+            .members
+            .values()
+            .map(|m| MemberInfo {
+                id: m.id.clone(),
+                client_id: m.client_id.clone(),
+                epoch: m.epoch,
+                topics: m.topics.iter().cloned().collect(),
+                owned: m.owned.iter().cloned().collect(),
+                target: m.target.iter().cloned().collect(),
+                last_heartbeat_ago: now.saturating_duration_since(m.last_heartbeat),
+            })
+            .collect();
+        Ok(GroupDescription {
+            group: group.to_string(),
+            state: g.state(),
+            epoch: g.epoch,
+            strategy: g.strategy,
+            members,
+            total_lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+        })
+    }
+
+    /// Deletes an empty group and its offsets; returns the number of offsets removed.
+    pub async fn delete(&self, group: &str) -> Result<usize> {
+        self.refuse_if_live(group)?;
+        let keys: Vec<TopicPartition> = {
+            let state = self.lock()?;
+            match state.offsets.group(group) {
+                Some(o) => o.keys().cloned().collect(),
+                None => return Err(BrokerError::GroupNotFound(group.to_string())),
+            }
+        };
+        let n = keys.len();
+        let tombstones = keys.iter().map(|tp| (OffsetKey::new(group, tp), None)).collect();
+        self.write(group, tombstones, || self.refuse_if_live(group)).await?;
+        info!(group, offsets = n, "group deleted");
+        Ok(n)
+    }
+
+    /// Plans (and unless `dry_run`, applies) a reset of a group's offsets on one topic.
+    pub async fn reset(&self, group: &str, topic: &str, to: ResetTo, dry_run: bool) -> Result<Vec<ResetLine>> {
+        validate_group_id(group)?;
+        self.refuse_if_live(group)?;
+        let count = self.broker.partition_count(topic).ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
+        let current: BTreeMap<TopicPartition, u64> = {
+            let state = self.lock()?;
+            state
+                .offsets
+                .group(group)
+                .map(|o| o.iter().map(|(tp, c)| (tp.clone(), c.offset)).collect())
+                .unwrap_or_default()
+        };
+        let partitions = (0..count).map(|p| {
+            let tp = TopicPartition::new(topic, p);
+            let (log_start, log_end) = self.log_range(&tp);
+            PartitionOffsets { current: current.get(&tp).copied(), tp, log_start, log_end }
+        });
+        let plan = plan_reset(to, partitions, |tp, ts| {
+            self.broker.list_offsets(&tp.topic, tp.partition, OffsetQuery::Timestamp(ts)).map(|(o, _)| o)
+        })?;
+        if !dry_run {
+            let now = now_ms();
+            let entries = plan
+                .iter()
+                .map(|l| {
+                    let c = Committed { offset: l.new_offset, metadata: String::new(), commit_time_ms: now };
+                    (OffsetKey::new(group, &l.tp), Some(c))
+                })
+                .collect();
+            self.write(group, entries, || self.refuse_if_live(group)).await?;
+            info!(group, topic, ?to, "offsets reset");
+        }
+        Ok(plan)
+    }
+}
