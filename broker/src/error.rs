@@ -1,8 +1,8 @@
 //! The broker's error type. Its mapping to gRPC statuses lives in `grpc::status`.
 
 use sluice_core::{BatchError, InvalidTopicConfig, InvalidTopicName};
-use sluice_log::LogError;
 use sluice_groups::GroupError;
+use sluice_log::LogError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
