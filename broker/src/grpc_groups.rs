@@ -1,5 +1,5 @@
 //! The gRPC adapter of consumer groups: `sluice.v1.Groups` requests in, calls on the
-//! [`Coordinator`], protobuf out. Errors become statuses through [`grpc::status`].
+//! [`Coordinator`], protobuf out. Errors become statuses through [`crate::grpc::status`].
 
 use std::{sync::Arc, time::Duration};
 
