@@ -48,9 +48,10 @@ pub struct ClusterSpec {
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub metrics_port: i32,
-    /// Node label that names a broker's rack or zone (for example
-    /// `topology.kubernetes.io/zone`). When set, replicas of a partition are spread
-    /// across its values and brokers are spread across them too.
+    /// Node label that names a rack or zone (for example `topology.kubernetes.io/zone`).
+    /// When set, broker pods are spread across its values (preferred anti-affinity).
+    /// Replicas of a partition are spread across each broker's `SLUICE_RACK` (the
+    /// `sluice.dev/rack` label of its Lease), which this key does not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_key: Option<String>,
     /// Broker configuration (Kafka-style keys), rendered into the brokers' ConfigMap.

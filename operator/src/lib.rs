@@ -1,16 +1,26 @@
 //! The Sluice Kubernetes operator: the active controller of a Sluice installation, as
-//! ZooKeeper's controller was for Kafka.
+//! ZooKeeper's controller was for Kafka. It is an adapter: it watches and writes
+//! Kubernetes objects, and leaves the decisions to crates that know nothing of
+//! Kubernetes.
+//!
+//! - `sluice-controller`: the cluster's decisions (placement, leader election with
+//!   epoch bumps, which brokers a scale-down may remove), on plain types;
+//!   [`mapping`] converts the CRD types to and from them, in one place.
+//! - `sluice_crd::contract`: the broker–operator contract (Lease names, labels and
+//!   liveness rule, topic names and precedence, the topic and Cluster configuration the
+//!   brokers honour, their environment variables), which the brokers use too.
+//! - `sluice-crd`: the CRD types; `sluice-core`: Kafka's topic-name rules.
+//!
+//! In this crate:
 //!
 //! - [`cluster`]: Cluster → StatefulSet, Services, ConfigMap, PDB, broker RBAC; status
 //!   with per-broker liveness from broker Leases.
 //! - [`topic`]: Topic → partition placement, leaders and leader epochs in the status;
 //!   a finalizer for deletion.
 //! - [`leader`]: only the holder of Lease `sluice-operator` runs the controllers.
-//! - [`liveness`], [`conditions`]: pure helpers; `*/decide.rs` and
-//!   `topic/placement.rs` hold every domain decision as pure, unit-tested functions.
-//! - [`metrics`], [`cli`], [`crdgen`]: the process around them.
-//!
-//! The CRD types live in the `sluice-crd` crate, which brokers also use.
+//! - [`liveness`], [`conditions`], `*/decide.rs`, `topic/validate.rs`: pure,
+//!   unit-tested functions from what was observed to status, conditions and Events.
+//! - [`metrics`], [`cli`], [`crdgen`], [`runtime`], [`context`]: the process around them.
 
 pub mod cli;
 pub mod cluster;
@@ -19,6 +29,7 @@ pub mod context;
 pub mod crdgen;
 pub mod leader;
 pub mod liveness;
+pub mod mapping;
 pub mod metrics;
 pub mod runtime;
 pub mod topic;

@@ -1,20 +1,25 @@
 //! Broker liveness from broker Leases: broker `<id>` of Cluster `<c>` holds Lease
-//! `<c>-broker-<id>` and renews it; a Lease past `renewTime + leaseDurationSeconds`
-//! (or without a holder) means the broker is gone, as an expired ephemeral znode did
-//! for Kafka.
+//! `<c>-broker-<id>` and renews it. The rule that says whether a Lease is current is the
+//! broker–operator contract's ([`contract::lease_expiry`]), which the brokers apply
+//! too; this module only reads the fields out of the k8s-openapi types.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
+use sluice_crd::contract::{self, RACK_LABEL};
 
-/// Label a broker puts on its Lease to say which rack/zone it runs in (the value of the
-/// Cluster's `topologyKey` on its node).
-pub const RACK_LABEL: &str = "sluice.dev/rack";
+/// When `lease` runs out, by the contract's rule; `None` when it has no holder or lacks
+/// the renewal time or the duration.
+fn expiry(lease: &Lease) -> Option<Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
+    contract::lease_expiry(spec.holder_identity.as_deref(), renewed, spec.lease_duration_seconds)
+}
 
-/// Name of the Lease broker `id` of `cluster` holds.
-pub fn broker_lease_name(cluster: &str, id: i32) -> String {
-    format!("{cluster}-broker-{id}")
+/// The rack label of a broker Lease.
+fn rack(lease: &Lease) -> Option<String> {
+    lease.metadata.labels.as_ref().and_then(|l| l.get(RACK_LABEL)).cloned()
 }
 
 /// A broker whose Lease is current.
@@ -28,22 +33,12 @@ pub struct LiveBroker {
 
 /// The live brokers of `cluster` among `leases`, by id.
 pub fn live_brokers(cluster: &str, leases: &[Lease], now: Timestamp) -> BTreeMap<i32, LiveBroker> {
-    let prefix = format!("{cluster}-broker-");
     leases
         .iter()
         .filter_map(|lease| {
-            let name = lease.metadata.name.as_deref()?;
-            let id: i32 = name.strip_prefix(&prefix)?.parse().ok()?;
-            let spec = lease.spec.as_ref()?;
-            spec.holder_identity.as_deref().filter(|h| !h.is_empty())?;
-            let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-            let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds?));
-            let expires = renewed.checked_add(duration).ok()?;
-            if expires <= now {
-                return None;
-            }
-            let rack = lease.metadata.labels.as_ref().and_then(|l| l.get(RACK_LABEL)).cloned();
-            Some((id, LiveBroker { id, rack, expires }))
+            let id = contract::broker_id_from_lease_name(cluster, lease.metadata.name.as_deref()?)?;
+            let expires = expiry(lease).filter(|e| *e > now)?;
+            Some((id, LiveBroker { id, rack: rack(lease), expires }))
         })
         .collect()
 }
@@ -64,10 +59,7 @@ pub fn is_news(previous: Option<&Seen>, lease: &Lease) -> (bool, Seen) {
     let spec = lease.spec.as_ref();
     let holder = spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
     let renewed = spec.and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref())).map(|t| t.0);
-    let duration = spec.and_then(|s| s.lease_duration_seconds).map(|d| SignedDuration::from_secs(i64::from(d)));
-    let expires = renewed.zip(duration).and_then(|(r, d)| r.checked_add(d).ok());
-    let rack = lease.metadata.labels.as_ref().and_then(|l| l.get(RACK_LABEL)).cloned();
-    let seen = Seen { holder, expires, rack };
+    let seen = Seen { holder, expires: expiry(lease), rack: rack(lease) };
     let news = match previous {
         None => true,
         Some(p) => {
@@ -93,6 +85,7 @@ pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    use k8s_openapi::jiff::SignedDuration;
 
     pub fn lease(name: &str, holder: Option<&str>, renewed: Timestamp, secs: i32, rack: Option<&str>) -> Lease {
         Lease {

@@ -14,6 +14,8 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+// Brokers label their Lease with their Cluster: the operator watches only broker Leases.
+use sluice_crd::contract::CLUSTER_LABEL;
 use sluice_crd::{Cluster, Topic};
 
 use crate::context::{Context, Settings};
@@ -21,9 +23,6 @@ use crate::leader::{self, LeaderSettings};
 use crate::metrics::{self, Metrics};
 use crate::{Result, cluster, liveness, topic};
 
-/// Label brokers put on their Lease, naming their Cluster (lets the operator watch
-/// only broker Leases).
-pub const LEASE_CLUSTER_LABEL: &str = "sluice.dev/cluster";
 /// Label of every object the operator renders.
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sluice-operator";
 
@@ -81,7 +80,7 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
     let client = ctx.client.clone();
     let cfg = watcher::Config::default();
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let leases = watcher::Config::default().labels(LEASE_CLUSTER_LABEL);
+    let leases = watcher::Config::default().labels(CLUSTER_LABEL);
 
     let cluster_news = LeaseNews::default();
     let clusters = Controller::new(api::<Cluster>(&client, &ns), cfg.clone())
@@ -92,7 +91,7 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
         .owns(api::<Role>(&client, &ns), owned.clone())
         .owns(api::<RoleBinding>(&client, &ns), owned)
         .watches(api::<Lease>(&client, &ns), leases.clone(), move |lease| {
-            let cluster = lease.labels().get(LEASE_CLUSTER_LABEL)?;
+            let cluster = lease.labels().get(CLUSTER_LABEL)?;
             if !cluster_news.is_news(&lease) {
                 return None;
             }
@@ -109,7 +108,7 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
         .watches(api::<Cluster>(&client, &ns), cfg, move |c| {
             topics_of(&by_cluster, c.namespace().as_deref(), &c.name_any())
         })
-        .watches(api::<Lease>(&client, &ns), leases, move |lease| match lease.labels().get(LEASE_CLUSTER_LABEL) {
+        .watches(api::<Lease>(&client, &ns), leases, move |lease| match lease.labels().get(CLUSTER_LABEL) {
             Some(cluster) if topic_news.is_news(&lease) => topics_of(&by_lease, lease.namespace().as_deref(), cluster),
             _ => Vec::new(),
         })

@@ -4,8 +4,10 @@
 //! holds its Lease, hosts the partitions the Topic status places on it, and serves them
 //! to a client bootstrapped at any broker. Covers placement on live brokers,
 //! produce/consume on every partition, growth, deletion removing the data everywhere,
-//! NOT_LEADER with the leader's address, admin RPCs refused, and a `kill -9`ed broker
-//! marked not live and avoided by new placements.
+//! NOT_LEADER with the leader's address, admin RPCs refused, a `kill -9`ed broker
+//! marked not live and avoided by new placements, and a graceful restart that keeps
+//! every record of a live topic and none of a deleted one. Data is checked through
+//! the brokers' gRPC API and metrics, never by opening their storage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure
 
@@ -35,7 +37,6 @@ struct BrokerProcess {
     id: i32,
     addr: String,
     metrics: String,
-    data_dir: PathBuf,
     child: Child,
 }
 
@@ -149,7 +150,12 @@ fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -> Br
     let addr = format!("{ip}:{}", free_port(&ip));
     let metrics = format!("{ip}:{}", free_port(&ip));
     let data_dir = cp.dir.path().join(format!("broker-{id}"));
-    let log = std::fs::File::create(cp.dir.path().join(format!("broker-{id}.log"))).unwrap();
+    // Appended to: a restarted broker keeps the log of its first run.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cp.dir.path().join(format!("broker-{id}.log")))
+        .unwrap();
     let child = Command::new(bin)
         // What the StatefulSet's pod gets: the ConfigMap's env, POD_NAME, the address.
         .env("SLUICE_STANDALONE", "false")
@@ -169,7 +175,7 @@ fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -> Br
         .stderr(log)
         .spawn()
         .expect("start sluice-broker");
-    BrokerProcess { id, addr, metrics, data_dir, child }
+    BrokerProcess { id, addr, metrics, child }
 }
 
 fn object<T: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: serde_json::Value) -> T {
@@ -204,6 +210,30 @@ async fn wait_brokers_see(brokers: &[&BrokerProcess], topic: &str, n: Option<usi
     }
 }
 
+/// Waits until every one of `brokers` lists all of them at their addresses in its
+/// Metadata, with the leaders of `placed` for `topic` (after a restart, each learns its
+/// peers' new addresses from their Leases).
+async fn wait_brokers_lead(brokers: &[&BrokerProcess], topic: &str, placed: &BTreeMap<u32, (i32, Vec<i32>)>) {
+    let addrs: BTreeMap<i32, String> = brokers.iter().map(|b| (b.id, b.addr.clone())).collect();
+    let leaders: BTreeMap<u32, i32> = placed.iter().map(|(p, (l, _))| (*p, *l)).collect();
+    for b in brokers {
+        wait_for(
+            &format!("broker {} to see its peers and the leaders of {topic}", b.id),
+            Duration::from_secs(60),
+            || async {
+                let c = Client::connect(&b.addr).await.ok()?;
+                let m =
+                    c.raw().metadata(proto::MetadataRequest { topics: vec![topic.into()] }).await.ok()?.into_inner();
+                let seen: BTreeMap<i32, String> = m.brokers.iter().map(|b| (b.id, b.address.clone())).collect();
+                let led: BTreeMap<u32, i32> =
+                    m.topics.first()?.partitions.iter().map(|p| (p.partition, p.leader)).collect();
+                (seen == addrs && led == leaders).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
 /// Produces `per_partition` records to each of `partitions` through a client
 /// bootstrapped at `bootstrap`, then reads them all back through a client bootstrapped
 /// at `read_from`; returns the records read per partition.
@@ -227,7 +257,17 @@ async fn round_trip(
         assert!(meta.offset.is_some());
     }
     producer.close().await;
+    consume(read_from, topic, partitions, per_partition).await
+}
 
+/// Reads `per_partition` records of each of `partitions` from the earliest offset,
+/// through a client bootstrapped at `read_from`; returns them per partition.
+async fn consume(
+    read_from: &str,
+    topic: &str,
+    partitions: std::ops::Range<u32>,
+    per_partition: usize,
+) -> BTreeMap<u32, Vec<String>> {
     let mut consumer = Consumer::new(Client::connect(read_from).await.unwrap(), ConsumerConfig::default());
     for p in partitions.clone() {
         consumer.assign(topic, p, StartOffset::Earliest).await.unwrap();
@@ -253,14 +293,18 @@ async fn scrape(b: &BrokerProcess) -> String {
     out
 }
 
-/// Sled trees of `topic` in a (stopped) broker's data directory.
-fn topic_trees(data_dir: &Path, topic: &str) -> Vec<String> {
-    let db = sled::open(data_dir.join("db")).expect("open broker db");
-    let prefix = format!("t/{topic}/");
-    db.tree_names()
-        .into_iter()
-        .map(|n| String::from_utf8_lossy(&n).into_owned())
-        .filter(|n| n.starts_with(&prefix))
+/// Partition → log end offset of every partition of `topic` a broker hosts, from its
+/// `/metrics` (`sluice_*partition_log_end_offset{topic,partition}`).
+fn log_end_offsets(exposition: &str, topic: &str) -> BTreeMap<u32, u64> {
+    let key = format!("partition_log_end_offset{{topic=\"{topic}\",partition=\"");
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(&key)?;
+            let (partition, rest) = rest.split_once('"')?;
+            Some((partition.parse().ok()?, rest.rsplit(' ').next()?.parse().ok()?))
+        })
         .collect()
 }
 
@@ -495,18 +539,36 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
     let m = c1.raw().metadata(proto::MetadataRequest { topics: vec![] }).await.unwrap().into_inner();
     assert_eq!(m.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 1]);
 
-    // Stop the survivors gracefully (flush, Lease released); no tree of the deleted
-    // topic is left in any data directory, the live topic's trees are there.
+    // Stop the survivors gracefully (flush, Lease released), then start all three again
+    // on their data directories (broker 2 after its kill -9): what they serve afterwards
+    // is what they kept. The deleted topic does not come back on any of them, and every
+    // record of the live one is there.
     for b in brokers.iter_mut() {
         b.stop();
     }
     let l = leases.get(&format!("{CLUSTER}-broker-0")).await.unwrap();
     assert_eq!(l.spec.unwrap().holder_identity, None, "a stopped broker releases its Lease");
-    for b in &brokers {
-        let left = topic_trees(&b.data_dir, "orders");
-        assert!(left.is_empty(), "broker {} still has {left:?}", b.id);
-        let hosted = after.values().filter(|(_, r)| r.contains(&b.id)).count();
-        assert_eq!(topic_trees(&b.data_dir, "after").len(), hosted * 4, "broker {} trees of 'after'", b.id);
+    let restarted: Vec<BrokerProcess> = (0..3).map(|id| start_broker(&bin, &cp, &kubeconfig, id)).collect();
+    wait_for("the 3 restarted brokers live in the Cluster status", Duration::from_secs(60), || async {
+        (clusters.get(CLUSTER).await.ok()?.status?.live_brokers == 3).then_some(())
+    })
+    .await;
+    let after = wait_placed(&topics, "after", 4).await;
+    let refs: Vec<&BrokerProcess> = restarted.iter().collect();
+    wait_brokers_see(&refs, "after", Some(4)).await;
+    wait_brokers_lead(&refs, "after", &after).await;
+    wait_brokers_see(&refs, "orders", None).await;
+    let got = consume(&restarted[1].addr, "after", 0..4, 10).await;
+    for p in 0..4 {
+        let want: Vec<String> = (0..10).map(|i| format!("after-{p}-{i}")).collect();
+        assert_eq!(got[&p], want, "after-{p} after the restart");
     }
-    println!("no trees of the deleted topic left in the 3 data directories");
+    for b in &restarted {
+        let text = scrape(b).await;
+        assert!(!text.contains("topic=\"orders\""), "broker {} serves the deleted topic again", b.id);
+        let hosted: BTreeMap<u32, u64> =
+            after.iter().filter(|(_, (_, r))| r.contains(&b.id)).map(|(p, _)| (*p, 10)).collect();
+        assert_eq!(log_end_offsets(&text, "after"), hosted, "broker {}: log end offsets of 'after'", b.id);
+    }
+    println!("after a graceful restart: 'after' complete (4 x 10 records), nothing of the deleted 'orders'");
 }

@@ -1,9 +1,13 @@
 //! What a Cluster's StatefulSet size and status should be, given what the operator
 //! observed: pure, so validation, scale-down protection and conditions are unit-tested.
+//! Which brokers a scale-down may remove is the controller's decision
+//! ([`sluice_controller::scale_down`]); this module turns it into conditions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use sluice_controller::HostedReplicas;
 use sluice_crd::conditions::{DEGRADED, PROGRESSING, READY};
+use sluice_crd::contract;
 use sluice_crd::{BrokerStatus, Cluster};
 
 use super::resources::broker_address;
@@ -20,7 +24,7 @@ pub struct Observed<'a> {
     /// Ids of brokers whose Lease is current.
     pub live: &'a BTreeSet<i32>,
     /// Broker id → topic name → replicas of that topic on the broker.
-    pub hosted: &'a BTreeMap<i32, BTreeMap<String, i32>>,
+    pub hosted: &'a HostedReplicas,
 }
 
 /// The decision for one Cluster.
@@ -47,12 +51,10 @@ pub fn problems(c: &Cluster) -> Vec<String> {
     {
         out.push(format!("spec.topologyKey {key:?} is not a valid label key (like topology.kubernetes.io/zone)"));
     }
-    for key in s.config.keys() {
-        if key.is_empty()
-            || !key.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.' || ch == '-')
-        {
-            out.push(format!("spec.config key {key:?} must be lower case letters, digits, '.' and '-'"));
-        }
+    // Every key becomes a broker setting the brokers read, or the spec is refused:
+    // nothing is rendered into the ConfigMap that no broker honours.
+    if let Err(problems) = contract::cluster_config_env(&s.config) {
+        out.extend(problems);
     }
     out
 }
@@ -102,14 +104,8 @@ pub fn decide(o: &Observed<'_>) -> Decision {
 
     // Scaling down never removes a broker that still hosts replicas.
     let current = o.current_replicas.unwrap_or(desired);
-    let mut replicas = desired;
-    let mut blocked: BTreeMap<i32, &BTreeMap<String, i32>> = BTreeMap::new();
-    for id in desired..current {
-        if let Some(topics) = o.hosted.get(&id).filter(|t| !t.is_empty()) {
-            blocked.insert(id, topics);
-            replicas = replicas.max(id + 1);
-        }
-    }
+    let sluice_controller::ScaleDown { brokers: replicas, blocked } =
+        sluice_controller::scale_down(desired, current, o.hosted);
     let brokers = broker_entries(o, replicas);
     let live = live_count(o, replicas);
     let not_live: Vec<i32> = (0..replicas).filter(|id| !o.live.contains(id)).collect();
@@ -183,7 +179,7 @@ mod tests {
         c: &'a Cluster,
         current: Option<i32>,
         live: &'a BTreeSet<i32>,
-        hosted: &'a BTreeMap<i32, BTreeMap<String, i32>>,
+        hosted: &'a HostedReplicas,
     ) -> Observed<'a> {
         Observed { cluster: c, current_replicas: current, ready_replicas: 0, live, hosted }
     }
@@ -191,7 +187,7 @@ mod tests {
     #[test]
     fn all_live_is_ready_some_live_is_degraded() {
         let c = cluster("c", json!({ "brokers": 3 }));
-        let none = BTreeMap::new();
+        let none = HostedReplicas::new();
         let all: BTreeSet<i32> = [0, 1, 2].into();
         let d = decide(&observe(&c, Some(3), &all, &none));
         assert_eq!(d.replicas, Some(3));
@@ -209,26 +205,41 @@ mod tests {
     fn scale_down_keeps_brokers_that_host_partitions() {
         let c = cluster("c", json!({ "brokers": 2 }));
         let live: BTreeSet<i32> = [0, 1, 2, 3].into();
-        let hosted: BTreeMap<i32, BTreeMap<String, i32>> = [(2, [("orders".to_string(), 2)].into())].into();
+        let hosted: HostedReplicas = [(2, [("orders".to_string(), 2)].into())].into();
         let d = decide(&observe(&c, Some(4), &live, &hosted));
         assert_eq!(d.replicas, Some(3));
         assert_eq!(d.conditions[0].reason, "ScaleDownBlocked");
         assert!(d.conditions[0].message.contains("[2]") && d.conditions[0].message.contains("orders"));
         assert!(d.warning.is_some());
         assert_eq!(d.brokers[2].partitions, 2);
-        let empty = BTreeMap::new();
+        let empty = HostedReplicas::new();
         assert_eq!(decide(&observe(&c, Some(4), &live, &empty)).replicas, Some(2));
     }
 
     #[test]
     fn invalid_spec_applies_nothing() {
         let c = cluster("c", json!({ "grpcPort": 9000, "metricsPort": 9000, "topologyKey": "bad key!" }));
-        let d = decide(&observe(&c, None, &BTreeSet::new(), &BTreeMap::new()));
+        let d = decide(&observe(&c, None, &BTreeSet::new(), &HostedReplicas::new()));
         assert_eq!(d.replicas, None);
         assert_eq!(d.conditions[0].reason, "InvalidSpec");
         let msg = &d.conditions[0].message;
         assert!(msg.contains("both 9000") && msg.contains("topologyKey"), "{msg}");
         assert!(valid_label_key("topology.kubernetes.io/zone") && valid_label_key("rack"));
         assert!(!valid_label_key("a/b/c") && !valid_label_key("-x"));
+    }
+
+    #[test]
+    fn config_keys_no_broker_reads_are_an_invalid_spec() {
+        let c = cluster("c", json!({ "config": { "log.segment.bytes": "1", "retention.ms": "-1" } }));
+        let d = decide(&observe(&c, Some(3), &BTreeSet::new(), &HostedReplicas::new()));
+        assert_eq!((d.replicas, d.conditions[0].reason.as_str()), (None, "InvalidSpec"));
+        let msg = &d.conditions[0].message;
+        assert!(msg.contains("spec.config[\"log.segment.bytes\"] is not a broker setting"), "{msg}");
+        assert_eq!(problems(&c).len(), 1, "retention.ms=-1 is a valid broker setting: {msg}");
+        assert_eq!(d.warning.as_ref().map(|w| w.0.as_str()), Some("InvalidSpec"));
+        let c = cluster("c", json!({ "config": { "cache.mb": "lots" } }));
+        assert!(problems(&c)[0].contains("cache.mb=lots: expected a non-negative integer"), "{:?}", problems(&c));
+        let c = cluster("c", json!({ "config": { "cache.mb": "512", "durability": "always" } }));
+        assert!(problems(&c).is_empty());
     }
 }

@@ -4,7 +4,7 @@
 pub mod decide;
 pub mod resources;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +21,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use sluice_controller::{HostedReplicas, PartitionAssignment};
 use sluice_crd::{Cluster, ClusterStatus, Topic};
 
 use crate::context::{Context, key};
-use crate::{Error, MANAGER, Result, conditions, liveness};
+use crate::{Error, MANAGER, Result, conditions, liveness, mapping};
 
 const CONTROLLER: &str = "cluster";
 
@@ -156,19 +157,19 @@ fn render_hash<T: Serialize>(obj: &T) -> Result<String> {
     Ok(format!("{:016x}", h.finish()))
 }
 
-/// Broker id → topic name → replicas, over the Topics of `cluster`.
-pub fn hosted_replicas(cluster: &str, topics: &[Topic]) -> BTreeMap<i32, BTreeMap<String, i32>> {
-    let mut out: BTreeMap<i32, BTreeMap<String, i32>> = BTreeMap::new();
-    for t in topics.iter().filter(|t| t.spec.cluster == cluster) {
-        let Some(status) = &t.status else { continue };
-        let name = status.topic_name.clone().unwrap_or_else(|| t.name_any());
-        for p in &status.partitions {
-            for r in &p.replicas {
-                *out.entry(*r).or_default().entry(name.clone()).or_default() += 1;
-            }
-        }
-    }
-    out
+/// Broker id → topic name → replicas, over the Topics of `cluster` (counted by the
+/// controller, [`sluice_controller::hosted_replicas`]).
+pub fn hosted_replicas(cluster: &str, topics: &[Topic]) -> HostedReplicas {
+    let placed: Vec<(String, Vec<PartitionAssignment>)> = topics
+        .iter()
+        .filter(|t| t.spec.cluster == cluster)
+        .filter_map(|t| {
+            let status = t.status.as_ref()?;
+            let name = status.topic_name.clone().unwrap_or_else(|| t.name_any());
+            Some((name, mapping::assignments(&status.partitions)))
+        })
+        .collect();
+    sluice_controller::hosted_replicas(placed.iter().map(|(name, ps)| (name.as_str(), ps.as_slice())))
 }
 
 /// Look again when the first live broker's Lease would expire (so its death is seen

@@ -22,8 +22,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sluice_crd::Cluster;
-
-use crate::liveness::broker_lease_name;
+use sluice_crd::contract::{self, broker_lease_name, env};
 
 /// Where brokers keep their data inside the pod.
 pub const DATA_DIR: &str = "/var/lib/sluice";
@@ -120,23 +119,20 @@ pub fn client_service(c: &Cluster) -> Service {
     }
 }
 
-/// Broker settings as environment variables (`retention.ms` → `SLUICE_RETENTION_MS`),
-/// loaded by the pods with `envFrom`.
+/// Broker settings as environment variables, loaded by the pods with `envFrom`: each
+/// `spec.config` key as the variable the brokers read for it
+/// ([`contract::cluster_config_env`]: `retention.ms` → `SLUICE_RETENTION_MS`), then the
+/// settings the operator owns. `spec.topologyKey` is not passed on: it spreads the pods
+/// (anti-affinity); a broker's rack is its `SLUICE_RACK`.
 pub fn config_map(c: &Cluster) -> ConfigMap {
-    let mut data: BTreeMap<String, String> = c
-        .spec
-        .config
-        .iter()
-        .map(|(k, v)| (format!("SLUICE_{}", k.to_ascii_uppercase().replace(['.', '-'], "_")), v.clone()))
-        .collect();
-    data.insert("SLUICE_STANDALONE".into(), "false".into());
-    data.insert("SLUICE_CLUSTER".into(), c.name_any());
-    data.insert("SLUICE_DATA_DIR".into(), DATA_DIR.into());
-    data.insert("SLUICE_LISTEN".into(), format!("0.0.0.0:{}", c.spec.grpc_port));
-    data.insert("SLUICE_METRICS_LISTEN".into(), format!("0.0.0.0:{}", c.spec.metrics_port));
-    if let Some(key) = &c.spec.topology_key {
-        data.insert("SLUICE_TOPOLOGY_KEY".into(), key.clone());
-    }
+    // A Cluster whose config the contract refuses is an InvalidSpec (`decide::problems`)
+    // and is never rendered; the empty map here is never applied.
+    let mut data = contract::cluster_config_env(&c.spec.config).unwrap_or_default();
+    data.insert(env::STANDALONE.into(), "false".into());
+    data.insert(env::CLUSTER.into(), c.name_any());
+    data.insert(env::DATA_DIR.into(), DATA_DIR.into());
+    data.insert(env::LISTEN.into(), format!("0.0.0.0:{}", c.spec.grpc_port));
+    data.insert(env::METRICS_LISTEN.into(), format!("0.0.0.0:{}", c.spec.metrics_port));
     ConfigMap { metadata: meta(c, config_map_name(c)), data: Some(data), ..Default::default() }
 }
 
@@ -150,11 +146,17 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
         ..Default::default()
     };
     let env = vec![
-        field_env("POD_NAME", "metadata.name"),
-        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env(env::POD_NAME, "metadata.name"),
+        field_env(env::POD_NAMESPACE, "metadata.namespace"),
         EnvVar {
-            name: "SLUICE_ADVERTISED_ADDRESS".into(),
-            value: Some(format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}", headless_service_name(c), c.spec.grpc_port)),
+            name: env::ADVERTISED_ADDRESS.into(),
+            value: Some(format!(
+                "$({}).{}.$({}).svc:{}",
+                env::POD_NAME,
+                headless_service_name(c),
+                env::POD_NAMESPACE,
+                c.spec.grpc_port
+            )),
             ..Default::default()
         },
     ];
@@ -335,9 +337,46 @@ pub(crate) mod tests {
         let cm = config_map(&c).data.unwrap();
         assert_eq!(cm["SLUICE_RETENTION_MS"], "1000");
         assert_eq!(cm["SLUICE_LISTEN"], "0.0.0.0:9092");
+        assert_eq!(cm["SLUICE_METRICS_LISTEN"], "0.0.0.0:9644");
+        assert_eq!((cm["SLUICE_STANDALONE"].as_str(), cm["SLUICE_CLUSTER"].as_str()), ("false", "kf"));
+        assert_eq!(cm["SLUICE_DATA_DIR"], DATA_DIR);
         assert_eq!(broker_address(&c, 2), "kf-2.kf-brokers.ns.svc:9092");
         let rules = role(&c, 2).rules.unwrap();
         assert_eq!(rules[2].resource_names.as_ref().unwrap(), &["kf-broker-0", "kf-broker-1"]);
         assert_eq!(pdb(&c, "policy/v1beta1")["metadata"]["ownerReferences"][0]["kind"], "Cluster");
+    }
+
+    #[test]
+    fn config_becomes_the_variables_brokers_read() {
+        let c = cluster(
+            "kf",
+            json!({ "config": { "offsets.topic.num.partitions": "8", "cache.mb": " 512", "durability": "always" } }),
+        );
+        let cm = config_map(&c).data.unwrap();
+        // The broker reads SLUICE_OFFSETS_TOPIC_PARTITIONS, not the key's spelling upper-cased.
+        assert_eq!(cm["SLUICE_OFFSETS_TOPIC_PARTITIONS"], "8");
+        assert!(!cm.contains_key("SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS"));
+        assert_eq!((cm["SLUICE_CACHE_MB"].as_str(), cm["SLUICE_DURABILITY"].as_str()), ("512", "always"));
+        let env = statefulset(&c, 1).spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["POD_NAME", "POD_NAMESPACE", "SLUICE_ADVERTISED_ADDRESS"]);
+        assert_eq!(env[2].value.as_deref(), Some("$(POD_NAME).kf-brokers.$(POD_NAMESPACE).svc:9092"));
+    }
+
+    #[test]
+    fn topology_key_spreads_pods_and_is_not_a_broker_setting() {
+        let c = cluster("z", json!({ "topologyKey": "topology.kubernetes.io/zone" }));
+        let cm = config_map(&c).data.unwrap();
+        assert!(!cm.contains_key("SLUICE_TOPOLOGY_KEY"), "no broker reads it: {cm:?}");
+        assert!(!cm.contains_key("SLUICE_RACK"), "a rack is per broker, not per cluster");
+        let pod = statefulset(&c, 3).spec.unwrap().template.spec.unwrap();
+        let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        let keys: Vec<String> = anti
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap()
+            .into_iter()
+            .map(|w| w.pod_affinity_term.topology_key)
+            .collect();
+        assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
     }
 }

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeSet;
 
+use sluice_controller::{BrokerInfo, PlacementError};
 use sluice_crd::conditions::{DEGRADED, PROGRESSING, READY};
 use sluice_crd::{ClusterSpec, PartitionStatus, TopicSpec};
 
-use super::placement::{self, Candidate, PlacementError};
 use super::validate;
 use crate::conditions::Decided;
+use crate::mapping;
 
 /// What the reconciler observed about one Topic.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct Observed<'a> {
     /// An older Topic of the same cluster using the same topic name.
     pub older_duplicate: Option<&'a str>,
     /// Live brokers of the cluster.
-    pub live: &'a [Candidate],
+    pub live: &'a [BrokerInfo],
 }
 
 /// The status to write (before timestamps) and an Event to publish if something is wrong.
@@ -38,7 +39,7 @@ pub struct Decision {
 
 pub fn decide(o: &Observed<'_>) -> Decision {
     let topic_name = validate::topic_name(o.spec, o.metadata_name).to_string();
-    let mut partitions = o.partitions.to_vec();
+    let partitions = o.partitions.to_vec();
     let not_ready =
         |reason: &str, message: String, progressing: bool, warn: bool, partitions: Vec<PartitionStatus>| Decision {
             topic_name: topic_name.clone(),
@@ -77,23 +78,25 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         return not_ready("DuplicateTopicName", msg, false, true, partitions);
     }
 
+    // The controller decides; this function only turns its answers into conditions.
     let live: BTreeSet<i32> = o.live.iter().map(|b| b.id).collect();
-    placement::elect_leaders(&mut partitions, &live);
+    let mut assigned = mapping::assignments(&partitions);
+    sluice_controller::elect_leaders(&mut assigned, &live);
     let desired = usize::try_from(o.spec.partitions).unwrap_or(0);
-    if desired < partitions.len() {
+    if desired < assigned.len() {
         let msg = format!(
             "spec.partitions is {desired} but the topic has {} partitions; partitions cannot be removed (set it back to {})",
-            partitions.len(),
-            partitions.len()
+            assigned.len(),
+            assigned.len()
         );
-        return not_ready("PartitionShrinkRefused", msg, false, true, partitions);
+        return not_ready("PartitionShrinkRefused", msg, false, true, mapping::partition_statuses(assigned));
     }
     let rf = usize::try_from(o.spec.replication_factor).unwrap_or(0);
-    let partitions = match placement::place(&partitions, desired, rf, o.live) {
-        Ok(p) => p,
-        Err(PlacementError::NotEnoughBrokers { live, needed }) => {
-            let msg = format!("{live} live brokers, replication factor {needed} needs {needed}; waiting for brokers");
-            return not_ready("InsufficientBrokers", msg, true, false, partitions);
+    let partitions = match sluice_controller::place(&assigned, desired, rf, o.live) {
+        Ok(p) => mapping::partition_statuses(p),
+        Err(e @ PlacementError::NotEnoughBrokers { .. }) => {
+            let msg = format!("{e}; waiting for brokers");
+            return not_ready("InsufficientBrokers", msg, true, false, mapping::partition_statuses(assigned));
         }
     };
 
@@ -132,8 +135,8 @@ mod tests {
         serde_json::from_value(serde_json::json!({ "brokers": brokers })).unwrap()
     }
 
-    fn live(ids: &[i32]) -> Vec<Candidate> {
-        ids.iter().map(|&id| Candidate { id, rack: None }).collect()
+    fn live(ids: &[i32]) -> Vec<BrokerInfo> {
+        ids.iter().map(|&id| BrokerInfo::new(id)).collect()
     }
 
     fn ready(d: &Decision) -> (&str, bool) {
@@ -187,6 +190,7 @@ mod tests {
         assert!(d.warning.is_none());
         let d = decide(&Observed { cluster: Some(&c), ..o });
         assert_eq!(ready(&d), ("InsufficientBrokers", false));
+        assert_eq!(d.conditions[0].message, "0 live brokers, replication factor 2 needs 2; waiting for brokers");
         assert!(d.partitions.is_empty());
         let d = decide(&Observed { cluster: Some(&c), older_duplicate: Some("first"), ..o });
         assert_eq!(ready(&d), ("DuplicateTopicName", false));

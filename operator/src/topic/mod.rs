@@ -3,7 +3,6 @@
 //! finalizer.
 
 pub mod decide;
-pub mod placement;
 pub mod validate;
 
 use std::collections::BTreeSet;
@@ -17,15 +16,14 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use sluice_crd::contract::{self, TOPIC_FINALIZER};
 use sluice_crd::{Cluster, Topic, TopicStatus};
 
 use crate::cluster::recheck_after;
 use crate::context::{Context, key};
-use crate::{Error, Result, conditions, liveness};
+use crate::{Error, Result, conditions, liveness, mapping};
 
 const CONTROLLER: &str = "topic";
-/// Held by every Topic until the operator has handled its deletion.
-pub const FINALIZER: &str = "sluice.dev/topic-data";
 
 /// Entry point for the controller runtime: finalizer first, then apply or cleanup.
 pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
@@ -33,7 +31,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let ns = topic.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &ns);
     let k = key(topic.as_ref());
-    let action = finalizer(&api, FINALIZER, topic, |event| async {
+    let action = finalizer(&api, TOPIC_FINALIZER, topic, |event| async {
         match event {
             Finalizer::Apply(t) => reconcile_topic(&t, &ctx, &ns).await,
             Finalizer::Cleanup(t) => cleanup_topic(&t, &ctx, &ns).await,
@@ -52,17 +50,16 @@ pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(ctx.backoff(key(topic.as_ref())))
 }
 
-/// The older of two Topics (creation time, then name) keeps a contested topic name.
+/// The older of two Topics keeps a contested topic name ([`contract::topic_precedence`],
+/// the order the brokers apply too).
 fn older(a: &Topic, b: &Topic) -> bool {
-    (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
-        < (b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any())
+    let key = |t: &Topic| (t.metadata.creation_timestamp.as_ref().map(|c| c.0), t.name_any());
+    let (a, b) = (key(a), key(b));
+    contract::topic_precedence(a.0, &a.1) < contract::topic_precedence(b.0, &b.1)
 }
 
-fn live_candidates(cluster: &str, leases: &[Lease], now: Timestamp) -> Vec<placement::Candidate> {
-    liveness::live_brokers(cluster, leases, now)
-        .into_values()
-        .map(|b| placement::Candidate { id: b.id, rack: b.rack })
-        .collect()
+fn live_candidates(cluster: &str, leases: &[Lease], now: Timestamp) -> Vec<sluice_controller::BrokerInfo> {
+    liveness::live_brokers(cluster, leases, now).into_values().map(mapping::broker_info).collect()
 }
 
 async fn reconcile_topic(topic: &Topic, ctx: &Context, ns: &str) -> Result<Action> {

@@ -1,34 +1,22 @@
 //! Topic spec checks the API server cannot make (a 1.20 server has no CEL): the Kafka
-//! name rules beyond the pattern, cross-field rules, and typed config values.
+//! name rules beyond the pattern, cross-field rules, and the configuration the brokers
+//! honour. Names and configuration are checked with the rules the brokers apply
+//! (`sluice_core::topic`, `sluice_crd::contract`), so a spec accepted here is one every
+//! broker takes as written.
 
+use sluice_crd::contract;
 use sluice_crd::{CleanupPolicy, TopicSpec};
-
-/// Longest Kafka topic name.
-pub const MAX_NAME_LEN: usize = 249;
-/// Prefix reserved for the brokers' internal topics.
-pub const INTERNAL_PREFIX: &str = "__";
-/// Config keys whose values must be integers ≥ -1 (-1: unlimited).
-const INTEGER_KEYS: &[&str] = &["retention.ms", "retention.bytes", "max.message.bytes", "segment.bytes"];
 
 /// The Kafka-style name of a topic: `spec.name`, else `metadata.name`.
 pub fn topic_name<'a>(spec: &'a TopicSpec, metadata_name: &'a str) -> &'a str {
-    spec.name.as_deref().unwrap_or(metadata_name)
+    contract::topic_name(spec.name.as_deref(), metadata_name)
 }
 
 /// Every problem with `spec`, as sentences a user can act on (empty: valid).
 pub fn problems(spec: &TopicSpec, metadata_name: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let name = topic_name(spec, metadata_name);
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        out.push(format!("topic name {name:?} must have 1 to {MAX_NAME_LEN} characters"));
-    } else if name == "." || name == ".." {
-        out.push(format!("topic name {name:?} is not allowed"));
-    } else if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        out.push(format!("topic name {name:?}: character {c:?} is not allowed (use letters, digits, '.', '_', '-')"));
-    } else if name.starts_with(INTERNAL_PREFIX) {
-        out.push(format!(
-            "topic name {name:?}: names starting with {INTERNAL_PREFIX:?} are reserved for internal topics"
-        ));
+    if let Err(e) = sluice_core::topic::validate_user_topic_name(topic_name(spec, metadata_name)) {
+        out.push(e.to_string());
     }
     if spec.partitions < 1 {
         out.push(format!("spec.partitions is {}, it must be at least 1", spec.partitions));
@@ -50,12 +38,10 @@ pub fn problems(spec: &TopicSpec, metadata_name: &str) -> Vec<String> {
                 .to_string(),
         );
     }
-    for key in INTEGER_KEYS {
-        if let Some(v) = spec.config.get(*key)
-            && !v.trim().parse::<i64>().is_ok_and(|n| n >= -1)
-        {
-            out.push(format!("spec.config[{key:?}] is {v:?}, it must be an integer, -1 for unlimited"));
-        }
+    // Every key is one the brokers honour, with a value they parse; anything else
+    // (`segment.bytes`, a typo) is refused here rather than dropped by the brokers.
+    if let Err(problems) = contract::topic_config(spec.durability, &spec.config) {
+        out.extend(problems);
     }
     out
 }
@@ -92,6 +78,8 @@ pub(crate) mod tests {
         let mut s = spec(1, 1);
         s.name = Some("Orders_v2".into());
         s.config.insert("retention.ms".into(), "-1".into());
+        s.config.insert("retention.bytes".into(), "1073741824".into());
+        s.config.insert("max.message.bytes".into(), "2097152".into());
         assert!(problems(&s, "orders").is_empty());
     }
 
@@ -103,12 +91,30 @@ pub(crate) mod tests {
         s.config.insert("retention.ms".into(), "1 week".into());
         let p = problems(&s, "x").join("\n");
         assert!(p.contains("minInsyncReplicas (3)"), "{p}");
-        assert!(p.contains("reserved"), "{p}");
-        assert!(p.contains("retention.ms"), "{p}");
-        assert!(problems(&spec(1, 1), "..").join("").contains("not allowed"));
+        assert!(p.contains("invalid topic name '__offsets': names starting with '__' are reserved"), "{p}");
+        assert!(p.contains("retention.ms=1 week"), "{p}");
+        assert!(problems(&spec(1, 1), "..").join("").contains("'.' and '..' are not allowed"));
         let mut s = spec(0, 1);
         s.name = Some("a/b".into());
         let p = problems(&s, "x").join("\n");
         assert!(p.contains("'/'") && p.contains("at least 1"), "{p}");
+        let mut s = spec(1, 1);
+        s.name = Some("x".repeat(250));
+        assert!(problems(&s, "x").join("").contains("250 characters, the limit is 249"));
+    }
+
+    #[test]
+    fn config_keys_the_brokers_do_not_honour_are_refused() {
+        let mut s = spec(1, 1);
+        s.config.insert("segment.bytes".into(), "1048576".into());
+        let p = problems(&s, "orders");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("[\"segment.bytes\"] is not a topic config the brokers honour"), "{p:?}");
+        let mut s = spec(1, 1);
+        s.config.insert("max.message.bytes".into(), "1".into());
+        s.config.insert("durability".into(), "always".into());
+        let p = problems(&s, "orders").join("\n");
+        assert!(p.contains("max.message.bytes=1: must be between 64"), "{p}");
+        assert!(p.contains("set spec.durability instead"), "{p}");
     }
 }

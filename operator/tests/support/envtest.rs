@@ -4,8 +4,14 @@
 //! all state in a temporary directory. Everything is killed on drop, also when the test
 //! panics. Control planes are started one at a time per machine (a file lock), so
 //! timing-sensitive tests do not compete with each other for the two cores.
+//!
+//! When no control plane can run here (no `$SLUICE_ENVTEST_BIN`, a binary or tool
+//! missing), a test fails under CI (`CI=true` or `CI=1`) and is skipped elsewhere: it
+//! writes `SKIPPED: <test>: <reason>` to stderr and returns ([`unavailable`]).
+//! `.config/nextest.toml` shows these tests' output on success, so a skip is seen.
 
 use std::fs::File;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,6 +21,61 @@ use fs2::FileExt;
 
 /// Environment variable naming the directory with the control-plane binaries.
 pub const BIN_ENV: &str = "SLUICE_ENVTEST_BIN";
+/// Environment variable that marks a CI run.
+pub const CI_ENV: &str = "CI";
+/// The control-plane binaries `$SLUICE_ENVTEST_BIN` must hold.
+const BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+/// Tools the harness runs from `PATH`.
+const TOOLS: [&str; 3] = ["openssl", "curl", "kubectl"];
+
+/// What a test does when no control plane can run here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Under CI: the test fails with this message.
+    Fail(String),
+    /// Elsewhere: this line goes to stderr and the test returns.
+    Skip(String),
+}
+
+/// Whether the value of `$CI` marks a CI run: `true` (any case) or `1`.
+pub fn is_ci(value: Option<&str>) -> bool {
+    value.map(str::trim).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// The decision for `test` when the control plane cannot run for `reason`, given the
+/// value of `$CI`: a CI run that cannot test what it claims to test fails; a developer
+/// machine without the control plane skips, and says so.
+pub fn unavailable(ci: Option<&str>, test: &str, reason: &str) -> Unavailable {
+    if is_ci(ci) {
+        Unavailable::Fail(format!("{test}: no control plane under {CI_ENV}=true, the test cannot run: {reason}"))
+    } else {
+        Unavailable::Skip(format!("SKIPPED: {test}: {reason}"))
+    }
+}
+
+/// The directory of the control-plane binaries, from `bin` (the value of
+/// `$SLUICE_ENVTEST_BIN`), or why no control plane can start here.
+pub fn prerequisites(bin: Option<PathBuf>) -> Result<PathBuf, String> {
+    let Some(bin) = bin else {
+        return Err(format!(
+            "{BIN_ENV} is not set; run `eval $(tests/envtest/install.sh | grep ^export)` \
+             (scripts/test.sh does) to run the tests against a real kube-apiserver"
+        ));
+    };
+    if let Some(b) = BINARIES.iter().map(|b| bin.join(b)).find(|b| !b.is_file()) {
+        return Err(format!("{} missing ({BIN_ENV}={}); run tests/envtest/install.sh", b.display(), bin.display()));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(tool) = TOOLS.iter().find(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file())) {
+        return Err(format!("`{tool}` not found on PATH (the harness runs {})", TOOLS.join(", ")));
+    }
+    Ok(bin)
+}
+
+/// The name of the running test: libtest names each test's thread after it.
+fn current_test() -> String {
+    std::thread::current().name().unwrap_or("<unnamed test>").to_string()
+}
 
 /// A running control plane.
 #[derive(Debug)]
@@ -36,19 +97,23 @@ fn run(cmd: &mut Command) {
 }
 
 impl ControlPlane {
-    /// Starts a control plane, or returns `None` (after saying so) when
-    /// `$SLUICE_ENVTEST_BIN` is unset.
+    /// Starts a control plane. When none can run here ([`prerequisites`]): under
+    /// CI, panics with the reason; elsewhere, writes `SKIPPED: <test>: <reason>` to
+    /// stderr and returns `None`. A control plane that is there but fails to start is a
+    /// failure everywhere.
     pub fn start() -> Option<Self> {
-        let Some(bin) = std::env::var_os(BIN_ENV).map(PathBuf::from) else {
-            eprintln!(
-                "SKIPPED: {BIN_ENV} is not set; run `eval $(tests/envtest/install.sh | grep ^export)` \
-                 (scripts/test.sh does) to run the tests against a real kube-apiserver"
-            );
-            return None;
+        let bin = match prerequisites(std::env::var_os(BIN_ENV).map(PathBuf::from)) {
+            Ok(bin) => bin,
+            Err(reason) => match unavailable(std::env::var(CI_ENV).ok().as_deref(), &current_test(), &reason) {
+                Unavailable::Fail(message) => panic!("{message}"),
+                Unavailable::Skip(line) => {
+                    // Straight to the process's stderr, past libtest's capture: a skip
+                    // is seen under `cargo test` too.
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                    return None;
+                }
+            },
         };
-        for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
-            assert!(bin.join(b).is_file(), "{} missing; run tests/envtest/install.sh", bin.join(b).display());
-        }
         let lock = File::create(std::env::temp_dir().join("sluice-envtest.lock")).expect("lock file");
         lock.lock_exclusive().expect("lock");
         let dir = tempfile::Builder::new().prefix("sluice-envtest-").tempdir().expect("temp dir");

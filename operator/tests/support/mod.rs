@@ -14,10 +14,11 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use sluice_crd::contract::{CLUSTER_LABEL, RACK_LABEL, broker_lease_name};
 use sluice_operator::context::Settings;
 use sluice_operator::leader::LeaderSettings;
 use sluice_operator::metrics::Metrics;
-use sluice_operator::runtime::{LEASE_CLUSTER_LABEL, RunSettings};
+use sluice_operator::runtime::RunSettings;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -136,10 +137,10 @@ impl BrokerLeases {
             loop {
                 let live: Vec<i32> = shared.lock().unwrap().iter().filter(|(_, on)| **on).map(|(i, _)| *i).collect();
                 for id in live {
-                    let name = format!("{cluster}-broker-{id}");
-                    let mut labels = BTreeMap::from([(LEASE_CLUSTER_LABEL.to_string(), cluster.clone())]);
+                    let name = broker_lease_name(&cluster, id);
+                    let mut labels = BTreeMap::from([(CLUSTER_LABEL.to_string(), cluster.clone())]);
                     if let Some(r) = racks.get(&id) {
-                        labels.insert("sluice.dev/rack".into(), r.clone());
+                        labels.insert(RACK_LABEL.into(), r.clone());
                     }
                     let lease = Lease {
                         metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels), ..Default::default() },

@@ -1,37 +1,31 @@
-//! Partition placement and leadership, as pure functions of the current placement, the
-//! desired partition count and the live brokers.
+//! Partition placement, as a pure function of the current placement, the desired
+//! partition count and the live brokers.
 //!
 //! New partitions go to the live brokers holding the fewest replicas of the topic
 //! (ties broken by a rotation on the partition number, so equal loads still spread),
 //! one replica per rack first when racks are known; the chosen replica leading the
 //! fewest partitions leads. Existing partitions never move: only their leader
-//! changes, when it is not live, to the first live in-sync replica (epoch + 1).
+//! changes ([`crate::election`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_crd::PartitionStatus;
-
-/// A broker that may receive replicas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: i32,
-    pub rack: Option<String>,
-}
+use crate::model::{BrokerInfo, PartitionAssignment};
 
 /// Why new partitions could not be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     /// Fewer live brokers than the replication factor.
+    #[error("{live} live brokers, replication factor {needed} needs {needed}")]
     NotEnoughBrokers { live: usize, needed: usize },
 }
 
 /// `current` extended to `partitions` entries (never shortened).
 pub fn place(
-    current: &[PartitionStatus],
+    current: &[PartitionAssignment],
     partitions: usize,
     replication_factor: usize,
-    live: &[Candidate],
-) -> Result<Vec<PartitionStatus>, PlacementError> {
+    live: &[BrokerInfo],
+) -> Result<Vec<PartitionAssignment>, PlacementError> {
     let mut out = current.to_vec();
     if out.len() >= partitions {
         return Ok(out);
@@ -53,7 +47,7 @@ pub fn place(
     }
     let racks_known = live.iter().any(|b| b.rack.is_some());
     for partition in out.len()..partitions {
-        let mut chosen: Vec<&Candidate> = Vec::with_capacity(replication_factor);
+        let mut chosen: Vec<&BrokerInfo> = Vec::with_capacity(replication_factor);
         let mut used_racks = BTreeSet::new();
         for _ in 0..replication_factor {
             // Fewest replicas first; among equals, fewest leaders, so the leader chosen
@@ -78,7 +72,7 @@ pub fn place(
         for id in &ids {
             *replicas.entry(*id).or_default() += 1;
         }
-        out.push(PartitionStatus {
+        out.push(PartitionAssignment {
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             replicas: ids.clone(),
             leader: None,
@@ -109,31 +103,15 @@ pub fn place(
     Ok(out)
 }
 
-/// Elects a new leader for every partition whose leader is not live: the first live
-/// in-sync replica, with the leader epoch bumped. A partition with no live in-sync
-/// replica is left without a leader (epoch bumped once, when the leader goes).
-pub fn elect_leaders(partitions: &mut [PartitionStatus], live: &BTreeSet<i32>) {
-    for p in partitions {
-        if p.leader.is_some_and(|l| live.contains(&l)) {
-            continue;
-        }
-        let next = p.replicas.iter().copied().find(|r| p.isr.contains(r) && live.contains(r));
-        if next != p.leader {
-            p.leader = next;
-            p.leader_epoch += 1;
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn brokers(ids: &[i32]) -> Vec<Candidate> {
-        ids.iter().map(|&id| Candidate { id, rack: None }).collect()
+    pub(crate) fn brokers(ids: &[i32]) -> Vec<BrokerInfo> {
+        ids.iter().map(|&id| BrokerInfo::new(id)).collect()
     }
 
-    fn counts(ps: &[PartitionStatus]) -> (BTreeMap<i32, usize>, BTreeMap<i32, usize>) {
+    fn counts(ps: &[PartitionAssignment]) -> (BTreeMap<i32, usize>, BTreeMap<i32, usize>) {
         let mut replicas = BTreeMap::new();
         let mut leaders = BTreeMap::new();
         for p in ps {
@@ -181,14 +159,17 @@ mod tests {
     fn only_live_brokers_and_refuses_too_few() {
         let ps = place(&[], 4, 1, &brokers(&[0, 2])).unwrap();
         assert!(ps.iter().all(|p| p.replicas[0] != 1));
-        assert_eq!(place(&[], 1, 3, &brokers(&[0, 2])), Err(PlacementError::NotEnoughBrokers { live: 2, needed: 3 }));
+        let err = place(&[], 1, 3, &brokers(&[0, 2])).unwrap_err();
+        assert_eq!(err, PlacementError::NotEnoughBrokers { live: 2, needed: 3 });
+        assert_eq!(err.to_string(), "2 live brokers, replication factor 3 needs 3");
+        assert!(place(&[], 1, 0, &brokers(&[0, 2])).is_err(), "replication factor 0 places nothing");
     }
 
     #[test]
     fn rack_aware_puts_replicas_in_distinct_racks() {
-        let live: Vec<Candidate> = [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")]
+        let live: Vec<BrokerInfo> = [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c")]
             .iter()
-            .map(|&(id, r)| Candidate { id, rack: Some(r.into()) })
+            .map(|&(id, r)| BrokerInfo::in_rack(id, r))
             .collect();
         let rack = |id: i32| live.iter().find(|b| b.id == id).unwrap().rack.clone().unwrap();
         let ps = place(&[], 12, 3, &live).unwrap();
@@ -198,27 +179,5 @@ mod tests {
         }
         let (replicas, _) = counts(&ps);
         assert!(replicas.values().all(|&n| n == 6), "{replicas:?}");
-    }
-
-    #[test]
-    fn leader_moves_to_live_isr_member_with_epoch_bump() {
-        let mut ps = place(&[], 3, 3, &brokers(&[0, 1, 2])).unwrap();
-        let before = ps.clone();
-        elect_leaders(&mut ps, &[0, 1, 2].into());
-        assert_eq!(ps, before);
-        elect_leaders(&mut ps, &[1, 2].into());
-        for (p, b) in ps.iter().zip(&before) {
-            if b.leader == Some(0) {
-                assert_ne!(p.leader, Some(0));
-                assert_eq!(p.leader_epoch, 1);
-            } else {
-                assert_eq!(p, b);
-            }
-        }
-        elect_leaders(&mut ps, &BTreeSet::new());
-        assert!(ps.iter().all(|p| p.leader.is_none()));
-        let epochs: Vec<_> = ps.iter().map(|p| p.leader_epoch).collect();
-        elect_leaders(&mut ps, &BTreeSet::new());
-        assert_eq!(ps.iter().map(|p| p.leader_epoch).collect::<Vec<_>>(), epochs);
     }
 }
