@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 
 # Under CI (CI=true) every dependency of a test must be there: a missing one fails the
 # run. Elsewhere the tests that need it report themselves SKIPPED, with the reason.
-case "${CI:-}" in
-  true | TRUE | True | 1 | yes) UNDER_CI=1 ;;
-  *) UNDER_CI=0 ;;
-esac
+# (The same rule as operator/tests/support/envtest.rs: "1" or "true" in any case.)
+ci="${CI:-}"
+ci="${ci,,}"
+if [[ "$ci" == 1 || "$ci" == true ]]; then UNDER_CI=1; else UNDER_CI=0; fi
 
 # The control plane for the operator tests (built once, cached outside the checkout).
 if envtest_out="$(tests/envtest/install.sh)"; then
