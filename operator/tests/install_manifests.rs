@@ -702,10 +702,7 @@ fn dockerfile_builds_every_workspace_member() {
     let dockerfile = read("Dockerfile");
     let stub_loop = dockerfile.lines().find(|l| l.contains("for c in ")).expect("stub loop");
     for m in &members {
-        assert!(
-            dockerfile.contains(&format!("COPY {m}/Cargo.toml {m}/")),
-            "Dockerfile does not copy {m}/Cargo.toml"
-        );
+        assert!(dockerfile.contains(&format!("COPY {m}/Cargo.toml {m}/")), "Dockerfile does not copy {m}/Cargo.toml");
         assert!(stub_loop.split([' ', ';']).any(|w| w == *m), "Dockerfile's stub loop misses {m}: {stub_loop}");
     }
 }
