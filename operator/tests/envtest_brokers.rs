@@ -95,7 +95,7 @@ fn broker_binary() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("sluice-broker");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sources = ["broker/src", "client/src", "core/src", "proto", "crd/src"]
+    let sources = ["broker/src", "log/src", "groups/src", "client/src", "core/src", "proto", "crd/src"]
         .iter()
         .map(|d| newest(&root.join(d)))
         .max()
