@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use prost::Message;
 use sluice_core::BatchError;
 use sluice_proto::v1::{self as pb, sluice_server::Sluice};
 use tonic::{Code, Request, Response, Status};
@@ -34,7 +33,8 @@ impl SluiceService {
     }
 }
 
-/// Maps a broker error to a gRPC status with an [`pb::ErrorDetail`] in its details.
+/// Maps a broker error to a gRPC status whose details carry an [`pb::ErrorDetail`]
+/// (packed in a `google.rpc.Status`, see [`sluice_proto::error_status`]).
 pub fn status(e: BrokerError) -> Status {
     use pb::ErrorCode as E;
     let mut detail = pb::ErrorDetail { leader_id: -1, ..Default::default() };
@@ -78,11 +78,13 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::GroupNotEmpty { .. } => (Code::FailedPrecondition, E::GroupNotEmpty),
     };
     detail.code = ecode as i32;
-    Status::with_details(code, e.to_string(), detail.encode_to_vec().into())
+    sluice_proto::error_status(code, e.to_string(), &detail)
 }
 
+/// The request's acks; unset (the zero value) is all, as Kafka's default.
 fn acks(a: i32) -> Result<Acks, Status> {
     match pb::Acks::try_from(a) {
+        Ok(pb::Acks::Unspecified) => Ok(Acks::All),
         Ok(pb::Acks::None) => Ok(Acks::None),
         Ok(pb::Acks::Leader) => Ok(Acks::Leader),
         Ok(pb::Acks::All) => Ok(Acks::All),
@@ -141,7 +143,8 @@ impl Sluice for SluiceService {
             .await
             .map_err(|e| self.fail("produce", e))?;
         Ok(Response::new(pb::ProduceResponse {
-            base_offset: appended.base_offset,
+            // acks=0: the producer asked not to learn where the batch went.
+            base_offset: (acks != Acks::None).then_some(appended.base_offset),
             record_count: appended.record_count,
             log_append_time_ms: appended.append_time_ms,
             log_start_offset: appended.log_start,
@@ -150,6 +153,14 @@ impl Sluice for SluiceService {
 
     async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let r = req.into_inner();
+        if let Some(id) = r.replica_id {
+            // A follower would read past the high watermark; there are no followers yet.
+            let why = format!(
+                "fetches from replicas are not served: brokers do not replicate yet \
+                 (replica_id {id}; leave it unset to fetch as a consumer)"
+            );
+            return Err(self.fail("fetch", BrokerError::Unsupported(why)));
+        }
         let span = info_span!("fetch", topic = %r.topic, partition = r.partition, offset = r.offset);
         let params = FetchParams {
             offset: r.offset,
@@ -227,6 +238,12 @@ impl Sluice for SluiceService {
         req: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         let r = req.into_inner();
+        // A required field: in proto3 an unset count and 0 look the same, and neither is
+        // a partition count.
+        if r.partitions == 0 {
+            let why = "a topic needs at least 1 partition (partitions is 0 or unset)".to_string();
+            return Err(self.fail("create_topic", BrokerError::InvalidRequest(why)));
+        }
         let config: BTreeMap<String, String> = r.config.into_iter().collect();
         let t = self
             .broker

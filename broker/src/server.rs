@@ -60,10 +60,13 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SluiceServer<SluiceService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: format!("reflection: {e}") })?;
+    health.set_serving::<GroupsServer<GroupsService>>().await;
+    let reflection_failed = |e: tonic_reflection::server::Error| BrokerError::Listen {
+        addr: addr.to_string(),
+        reason: format!("reflection: {e}"),
+    };
+    let reflection_v1 = reflection_builder().build_v1().map_err(reflection_failed)?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha().map_err(reflection_failed)?;
     let service = SluiceServer::new(SluiceService::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
         .max_encoding_message_size(FETCH_MAX_BYTES_CEILING + MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024);
@@ -76,12 +79,14 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
             .initial_stream_window_size(Some(8 * 1024 * 1024))
             .initial_connection_window_size(Some(16 * 1024 * 1024))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(service)
             .add_service(groups_service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.wait_for(|s| *s).await;
                 health.set_not_serving::<SluiceServer<SluiceService>>().await;
+                health.set_not_serving::<GroupsServer<GroupsService>>().await;
             }),
     );
 
@@ -94,6 +99,18 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     }
     info!(%addr, metrics = ?metrics_addr, "broker serving");
     Ok(BrokerHandle { addr, metrics_addr, broker, groups, shutdown, server, tasks })
+}
+
+/// The reflection service's view of what this server serves: both Sluice services,
+/// health, and reflection itself in both versions (v1, and v1alpha, which many tools
+/// still use). Each version lists every service, the other version included.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
 }
 
 impl BrokerHandle {

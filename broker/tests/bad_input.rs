@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use common::TestBroker;
-use prost::Message;
-use sluice_client::proto::{self, ErrorCode, ErrorDetail};
+use sluice_client::proto::{self, ErrorCode};
 use sluice_core::BatchBuilder;
+use sluice_proto::error_detail;
 use tonic::Code;
 
 fn batch(values: &[&[u8]]) -> Bytes {
@@ -41,8 +41,8 @@ fn fetch(topic: &str, partition: u32, offset: i64) -> proto::FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
         max_bytes: 0,
-        replica_id: -1,
-        current_leader_epoch: -1,
+        replica_id: None,
+        current_leader_epoch: None,
     }
 }
 
@@ -50,7 +50,7 @@ fn fetch(topic: &str, partition: u32, offset: i64) -> proto::FetchRequest {
 fn assert_status(s: &tonic::Status, code: Code, error: ErrorCode, message: &str) {
     assert_eq!(s.code(), code, "{s:?}");
     assert_eq!(s.message(), message);
-    let detail = ErrorDetail::decode(s.details()).expect("ErrorDetail in status details");
+    let detail = error_detail(s).expect("an ErrorDetail in the status details");
     assert_eq!(detail.code, error as i32, "{detail:?}");
 }
 
@@ -72,7 +72,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
         .unwrap();
     let mut raw = broker.client().await.raw();
     let good = raw.produce(produce("events", 0, batch(&[b"a", b"b", b"c"]))).await.unwrap().into_inner();
-    assert_eq!((good.base_offset, good.record_count), (0, 3));
+    assert_eq!((good.base_offset, good.record_count), (Some(0), 3));
 
     // Unknown topic and partition.
     let s = raw.produce(produce("nope", 0, batch(&[b"x"]))).await.unwrap_err();
@@ -94,7 +94,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
     let s = raw.produce(produce("events", 0, flipped.into())).await.unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument);
     assert!(s.message().starts_with("corrupt batch: CRC mismatch: header 0x"), "{}", s.message());
-    assert_eq!(ErrorDetail::decode(s.details()).unwrap().code, ErrorCode::CorruptBatch as i32);
+    assert_eq!(error_detail(&s).unwrap().code, ErrorCode::CorruptBatch as i32);
 
     let whole = batch(&[b"hello", b"world"]);
     let s = raw.produce(produce("events", 0, whole.slice(..whole.len() - 3))).await.unwrap_err();
@@ -179,7 +179,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
         ErrorCode::OffsetOutOfRange,
         "offset 4 is out of range for events-0: valid offsets are 0 to 3",
     );
-    let d = ErrorDetail::decode(s.details()).unwrap();
+    let d = error_detail(&s).unwrap();
     assert_eq!((d.log_start_offset, d.high_watermark), (0, 3));
 
     // Unknown acks value.
@@ -193,7 +193,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
     assert_eq!(t.partitions[0].log_end_offset, 3);
     assert_eq!(t.partitions[0].batch_count, 1);
     let after = raw.produce(produce("events", 0, batch(&[b"d"]))).await.unwrap().into_inner();
-    assert_eq!(after.base_offset, 3, "offsets continue without gaps");
+    assert_eq!(after.base_offset, Some(3), "offsets continue without gaps");
     broker.stop().await;
 }
 

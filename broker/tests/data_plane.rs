@@ -93,8 +93,8 @@ async fn long_poll_returns_as_soon_as_data_arrives() {
                 max_wait_ms: 20_000,
                 min_bytes: 1,
                 max_bytes: 0,
-                replica_id: -1,
-                current_leader_epoch: -1,
+                replica_id: None,
+                current_leader_epoch: None,
             })
             .await
             .expect("fetch");

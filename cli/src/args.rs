@@ -103,9 +103,9 @@ pub enum TopicCommand {
     /// Create a topic.
     Create {
         name: String,
-        /// Number of partitions [default: the broker's default]
-        #[arg(long, short = 'p')]
-        partitions: Option<u32>,
+        /// Number of partitions.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: u32,
         /// Topic configuration, KEY=VALUE (retention.ms, retention.bytes,
         /// max.message.bytes, durability); repeatable.
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = parse_key_value)]

@@ -126,6 +126,18 @@ fn create_reports_invalid_names_and_existing_topics() {
 
     let line = error_line(&broker.sluice(&["topic", "create", "cfg", "--config", "colour=red"]).output().unwrap());
     assert!(line.contains("colour"), "{line}");
+
+    // Without --partitions the CLI asks for 1; the broker refuses a count of 0.
+    assert_eq!(broker.ok(&["topic", "create", "one"]), "created topic 'one' with 1 partition(s)\n");
+    // acks=0: the broker reports no offsets, the CLI still counts every record delivered.
+    let input = broker.dir.path().join("two.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let out = broker.sluice(&["produce", "one", "--acks", "0"]).stdin(File::open(&input).unwrap()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("produced 2 records to one"), "{stderr}");
+    assert_eq!(describe_json(&broker, "one")["partitions"][0]["log_end_offset"].as_u64(), Some(2));
+    let line = error_line(&broker.sluice(&["topic", "create", "zero", "--partitions", "0"]).output().unwrap());
+    assert_eq!(line, "error: invalid request: a topic needs at least 1 partition (partitions is 0 or unset)");
 }
 
 #[test]

@@ -187,8 +187,8 @@ impl Consumer {
                 max_wait_ms: self.config.max_wait.as_millis() as u32,
                 min_bytes: self.config.min_bytes,
                 max_bytes: self.config.max_partition_bytes,
-                replica_id: -1,
-                current_leader_epoch: -1,
+                replica_id: None,
+                current_leader_epoch: None,
             };
             let (topic, partition, generation) = (topic.clone(), *partition, a.generation);
             self.fetches.push(Box::pin(async move {

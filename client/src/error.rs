@@ -1,7 +1,6 @@
 //! The client's error type. Broker errors keep their gRPC code, the broker's
 //! machine-readable [`ErrorCode`] and details (valid offset range, leader).
 
-use prost::Message;
 use sluice_core::BatchError;
 use sluice_proto::v1::{ErrorCode, ErrorDetail};
 
@@ -50,7 +49,8 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
-        let detail = ErrorDetail::decode(s.details()).unwrap_or_default();
+        // The detail travels packed in a google.rpc.Status (gRPC's rich error model).
+        let detail = sluice_proto::error_detail(&s).unwrap_or_default();
         let kind = ErrorCode::try_from(detail.code).unwrap_or(ErrorCode::Unspecified);
         // Statuses that did not come from the broker's service (transport failures are
         // reported by tonic as Unavailable/Unknown without details).

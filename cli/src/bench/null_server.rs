@@ -200,6 +200,8 @@ impl Sluice for NullService {
         let (parts, p) = self.log_end(&r.topic, r.partition)?;
         let record_count = batch::peek(&r.batch).map_or(0, |i| i.record_count);
         let base_offset = parts[p].fetch_add(u64::from(record_count), Ordering::AcqRel);
+        // As the broker answers: no offset with acks=0.
+        let base_offset = (r.acks != pb::Acks::None as i32).then_some(base_offset);
         Ok(Response::new(pb::ProduceResponse { base_offset, record_count, log_append_time_ms: 0, log_start_offset: 0 }))
     }
 

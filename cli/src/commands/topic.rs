@@ -14,8 +14,7 @@ pub async fn run(client: &Client, cmd: TopicCommand, format: OutputFormat) -> Re
     let admin = Admin::new(client.clone());
     match cmd {
         TopicCommand::Create { name, partitions, config } => {
-            // 0 asks the broker for its default partition count.
-            let t = admin.create_topic(&name, partitions.unwrap_or(0), to_map(config)).await?;
+            let t = admin.create_topic(&name, partitions, to_map(config)).await?;
             match format {
                 OutputFormat::Json => print_json(&output::topic_description_json(&t))?,
                 OutputFormat::Table => {

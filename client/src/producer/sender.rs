@@ -72,8 +72,9 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
         let err = match inner.client.partition_client(&q.topic, q.partition).await.produce(req).await {
             Ok(r) => {
                 let r = r.into_inner();
-                debug!(topic = %q.topic, partition = q.partition, base_offset = r.base_offset, "batch acknowledged");
-                return Ok((inner.config.acks != Acks::None).then_some(r.base_offset));
+                debug!(topic = %q.topic, partition = q.partition, base_offset = ?r.base_offset, "batch acknowledged");
+                // Unset with acks=0.
+                return Ok(r.base_offset);
             }
             Err(s) => ClientError::from(s),
         };
