@@ -22,7 +22,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::{FutureExt, Shared};
-use sluice_core::{BatchBuilder, Header};
+use sluice_core::{BatchBuilder, Compression, Header};
 use sluice_proto::v1 as pb;
 use tokio::sync::{Notify, oneshot};
 use tracing::{debug, warn};
@@ -62,6 +62,9 @@ pub struct ProducerConfig {
     /// How long a topic's partition count is trusted before it is looked up again, so
     /// partitions added to a topic are used without a restart [metadata.max.age.ms].
     pub metadata_max_age: Duration,
+    /// Codec of every batch [compression.type]; the broker stores batches as they come
+    /// and consumers decompress them. `batch_size` counts bytes before compression.
+    pub compression: Compression,
 }
 
 impl Default for ProducerConfig {
@@ -79,6 +82,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
+            compression: Compression::None,
         }
     }
 }
@@ -298,7 +302,7 @@ impl Producer {
             let open = st.open.get_or_insert_with(|| {
                 let (done, rx) = oneshot::channel();
                 OpenBatch {
-                    builder: BatchBuilder::with_capacity(cfg.batch_size.min(1 << 20)),
+                    builder: BatchBuilder::new(cfg.compression, cfg.batch_size.min(1 << 20)),
                     started: Instant::now(),
                     done,
                     outcome: rx.shared(),
@@ -374,10 +378,17 @@ fn rand_index(n: u32) -> u32 {
     (nanos.wrapping_mul(2_654_435_761)) % n.max(1)
 }
 
-/// Moves the open batch to the sealed queue. Returns its size.
+/// Moves the open batch to the sealed queue (compressing it). Returns its size. A batch
+/// that cannot be encoded fails its records' futures instead.
 fn seal(st: &mut QueueState, inner: &Inner) -> usize {
     let Some(open) = st.open.take() else { return 0 };
-    let bytes = open.builder.finish();
+    let bytes = match open.builder.finish() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = open.done.send(Err(ClientError::Encode(e)));
+            return 0;
+        }
+    };
     let n = bytes.len();
     inner.queued_bytes.fetch_add(n, Ordering::AcqRel);
     inner.pending_batches.fetch_add(1, Ordering::AcqRel);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sluice_core::{Acks, Durability};
+use sluice_core::{Acks, Compression, Durability};
 
 /// Benchmarks a broker: produce throughput and acknowledgement latency, consume
 /// throughput, end-to-end latency. Without `--broker` an embedded broker runs in a
@@ -96,6 +96,13 @@ pub struct Common {
     /// Producer linger [linger.ms].
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub linger_ms: u64,
+    /// Producer compression [compression.type]: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
+    /// Record values: random bytes (incompressible) or JSON-like text (compresses as
+    /// real events do).
+    #[arg(long, value_enum, default_value_t = Payload::Random)]
+    pub payload: Payload,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Keep the topic the bench created on a `--broker` (it is deleted otherwise).
@@ -119,6 +126,13 @@ impl Common {
             (None, None) => default,
         }
     }
+}
+
+/// What record values hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payload {
+    Random,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,6 +200,11 @@ mod tests {
         assert_eq!(p.common.stop(Stop::Count(1)), Stop::Count(5));
         assert_eq!(p.common.acks, Acks::Leader);
         assert_eq!(p.common.batch_size, 64 * 1024);
+        assert_eq!((p.common.compression, p.common.payload), (Compression::None, Payload::Random));
+        let cli = Cli::try_parse_from(["x", "produce", "--compression", "zstd", "--payload", "json"]).expect("parse");
+        let Workload::Produce(p) = cli.bench.workload else { panic!("not produce") };
+        assert_eq!((p.common.compression, p.common.payload), (Compression::Zstd, Payload::Json));
+        assert!(Cli::try_parse_from(["x", "produce", "--compression", "brotli"]).is_err());
         assert!(Cli::try_parse_from(["x", "produce", "--count", "5", "--duration", "1"]).is_err());
         assert!(Cli::try_parse_from(["x", "produce", "--topic", "t", "--partitions", "3"]).is_err());
     }

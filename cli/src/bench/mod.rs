@@ -55,6 +55,19 @@ pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> 
             return Err(e);
         }
     };
+    if payload_bytes > 0
+        && session.created
+        && let Ok(stored) = session::stored_bytes(&session.addr, &session.topic).await
+    {
+        // Batch headers and record framing included: what compression saves on disk
+        // and on the wire.
+        report.notes.push(format!(
+            "compression={}: the topic's log holds {stored} bytes for {payload_bytes} bytes of record values \
+             ({:.2}x)",
+            common.compression,
+            payload_bytes as f64 / stored.max(1) as f64
+        ));
+    }
     report.broker = session.close(payload_bytes).await?;
     match common.output {
         Output::Text => println!("{}", report.text()),
