@@ -297,28 +297,16 @@ fn bad_batches() -> Vec<(Vec<u8>, String)> {
              2 snappy, 3 lz4, 4 zstd)"
                 .into(),
         ),
-        (
-            not_zstd,
-            "corrupt batch: the zstd payload does not decompress: Unknown frame descriptor".into(),
-        ),
-        (
-            gaps,
-            "corrupt batch: record 1: offset delta 5, expected 1 (offset deltas run 0..2 in order)".into(),
-        ),
-        (
-            long_key,
-            "corrupt batch: record 0: its key of 60 bytes runs past the record's end".into(),
-        ),
+        (not_zstd, "corrupt batch: the zstd payload does not decompress: Unknown frame descriptor".into()),
+        (gaps, "corrupt batch: record 1: offset delta 5, expected 1 (offset deltas run 0..2 in order)".into()),
+        (long_key, "corrupt batch: record 0: its key of 60 bytes runs past the record's end".into()),
         (
             bad_header,
             "corrupt batch: record 1: header 0: its key is not UTF-8 (invalid utf-8 sequence of 1 bytes from \
              index 0)"
                 .into(),
         ),
-        (
-            negative_ts,
-            "corrupt batch: record 1: timestamp 1000 + -2000 is negative or overflows".into(),
-        ),
+        (negative_ts, "corrupt batch: record 1: timestamp 1000 + -2000 is negative or overflows".into()),
         (negative_base, "corrupt batch: negative base timestamp -1".into()),
     ]
 }

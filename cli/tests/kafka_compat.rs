@@ -202,7 +202,8 @@ fn sluice_batches_are_read_by_kafka_python() {
         });
         let file = broker.dir.path().join(format!("back-{codec}.bin"));
         std::fs::write(&file, rt.block_on(fetch_all(&client, "back", p))).unwrap();
-        let batches: Vec<Value> = serde_json::from_str(&run_python(&python, &["parse", file.to_str().unwrap()])).unwrap();
+        let batches: Vec<Value> =
+            serde_json::from_str(&run_python(&python, &["parse", file.to_str().unwrap()])).unwrap();
         assert!(batches.len() > 1, "{codec}: 60 records in 2 KiB batches make several batches");
         let mut next = 0;
         let mut records = Vec::new();

@@ -71,10 +71,7 @@ impl FromStr for Compression {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
-            format!(
-                "compression must be one of {}, not '{s}'",
-                Self::ALL.map(Compression::as_str).join(", ")
-            )
+            format!("compression must be one of {}, not '{s}'", Self::ALL.map(Compression::as_str).join(", "))
         })
     }
 }

@@ -255,7 +255,7 @@ fn json_like(size: usize) -> Bytes {
             x ^ 0x5a5a,
             x % 500,
             x % 100,
-            x % 3 != 0
+            !x.is_multiple_of(3)
         ));
         i += 1;
     }

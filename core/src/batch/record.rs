@@ -44,8 +44,10 @@ pub(crate) fn read_record(b: &[u8], pos: usize) -> Result<RecordView, String> {
     let header_count = u32::try_from(count).map_err(|_| format!("negative header count {count}"))?;
     let headers_start = p;
     for h in 0..header_count {
-        let klen = varint::get_i32(b, &mut p).ok_or_else(|| format!("header {h}: its key length runs past the record's end"))?;
-        let klen = usize::try_from(klen).map_err(|_| format!("header {h}: key length {klen} (a header key cannot be null)"))?;
+        let klen = varint::get_i32(b, &mut p)
+            .ok_or_else(|| format!("header {h}: its key length runs past the record's end"))?;
+        let klen = usize::try_from(klen)
+            .map_err(|_| format!("header {h}: key length {klen} (a header key cannot be null)"))?;
         let key = p
             .checked_add(klen)
             .filter(|e| *e <= end)

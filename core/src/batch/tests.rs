@@ -205,12 +205,18 @@ fn compressed_payload_that_does_not_decompress() {
     assert!(err(&b).starts_with("corrupt batch: the zstd payload does not decompress"), "{}", err(&b));
 }
 
-fn arb_record() -> impl Strategy<Value = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>)> {
+/// A record to push: timestamp, key, value, headers.
+type TestRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+fn arb_record() -> impl Strategy<Value = TestRecord> {
     (
         0i64..4_000_000_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-        proptest::collection::vec(("[a-z\u{e9}]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))), 0..3),
+        proptest::collection::vec(
+            ("[a-z\u{e9}]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))),
+            0..3,
+        ),
     )
 }
 

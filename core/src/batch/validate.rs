@@ -15,9 +15,8 @@ pub fn validate(batch: &[u8], max_message_bytes: usize) -> Result<BatchInfo, Bat
     if batch.is_empty() {
         return Err(BatchError::Empty);
     }
-    let h = BatchHeader::parse(batch).ok_or_else(|| {
-        corrupt(format!("{} bytes is shorter than the {HEADER_LEN}-byte batch header", batch.len()))
-    })?;
+    let h = BatchHeader::parse(batch)
+        .ok_or_else(|| corrupt(format!("{} bytes is shorter than the {HEADER_LEN}-byte batch header", batch.len())))?;
     if h.magic != MAGIC {
         return Err(corrupt(format!("unknown magic byte {} (expected {MAGIC}: Kafka RecordBatch v2)", h.magic)));
     }

@@ -28,9 +28,9 @@ pub(super) fn recover(t: &Trees, topic: &str, partition: u32) -> Result<Recovere
     // A torn or corrupt last batch is impossible with sled's atomic inserts, but the
     // check is cheap and keeps the promise "never expose a torn batch".
     while let Some((k, v)) = t.log.last()? {
-        let ok = sluice_core::batch::validate(&v, usize::MAX).ok().filter(|_| {
-            stored_header(&v).is_ok_and(|h| offset_of(&k).is_ok_and(|base| base == h.first_offset()))
-        });
+        let ok = sluice_core::batch::validate(&v, usize::MAX)
+            .ok()
+            .filter(|_| stored_header(&v).is_ok_and(|h| offset_of(&k).is_ok_and(|base| base == h.first_offset())));
         if ok.is_some() {
             break;
         }
