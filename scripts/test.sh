@@ -24,6 +24,18 @@ else
   echo "warning: tests/envtest/install.sh failed: the operator tests will report SKIPPED" >&2
 fi
 
+# kafka-python and its codecs for the cross-implementation tests (cli/tests/kafka_compat.rs),
+# in a venv cached outside the checkout.
+if python_out="$(tests/kafka_compat/setup-venv.sh)"; then
+  eval "$(grep '^export SLUICE_PYTHON=' <<<"$python_out")"
+  export SLUICE_PYTHON
+elif ((UNDER_CI)); then
+  echo "error: tests/kafka_compat/setup-venv.sh failed: the Kafka cross-implementation tests cannot run, and CI needs them" >&2
+  exit 1
+else
+  echo "warning: tests/kafka_compat/setup-venv.sh failed: the Kafka cross-implementation tests will report SKIPPED" >&2
+fi
+
 # The operator's quiet-at-rest test watches for writes this long (the issue asks 30 s).
 export SLUICE_QUIET_SECONDS="${SLUICE_QUIET_SECONDS:-30}"
 

@@ -19,7 +19,7 @@ fn batch(values: &[&[u8]]) -> Bytes {
     for v in values {
         b.push(1_000, None, Some(v), &[]);
     }
-    b.finish()
+    b.finish().unwrap()
 }
 
 fn produce(topic: &str, partition: u32, batch: Bytes) -> proto::ProduceRequest {
@@ -103,16 +103,16 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
         Code::InvalidArgument,
         ErrorCode::CorruptBatch,
         &format!(
-            "corrupt batch: header says {} bytes of records, batch carries {} (truncated?)",
-            whole.len() - 30,
-            whole.len() - 33
+            "corrupt batch: header says a batch length of {} bytes, the batch carries {} (truncated?)",
+            whole.len() - 12,
+            whole.len() - 15
         ),
     );
 
     let mut miscounted = batch(&[b"one", b"two"]).to_vec();
-    miscounted[2..6].copy_from_slice(&3u32.to_le_bytes());
-    let crc = crc32c_of(&miscounted);
-    miscounted[26..30].copy_from_slice(&crc.to_le_bytes());
+    miscounted[57..61].copy_from_slice(&3i32.to_be_bytes());
+    miscounted[23..27].copy_from_slice(&2i32.to_be_bytes());
+    recrc(&mut miscounted);
     let s = raw.produce(produce("events", 0, miscounted.into())).await.unwrap_err();
     assert_status(
         &s,
@@ -126,7 +126,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
         &s,
         Code::InvalidArgument,
         ErrorCode::CorruptBatch,
-        "corrupt batch: 11 bytes is shorter than the 30-byte batch header",
+        "corrupt batch: 11 bytes is shorter than the 61-byte batch header",
     );
 
     // Empty batches: no bytes, or a header with zero records.
@@ -137,7 +137,7 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
         ErrorCode::CorruptBatch,
         "empty batch: a batch must hold at least one record",
     );
-    let s = raw.produce(produce("events", 0, BatchBuilder::default().finish())).await.unwrap_err();
+    let s = raw.produce(produce("events", 0, BatchBuilder::default().finish().unwrap())).await.unwrap_err();
     assert_status(
         &s,
         Code::InvalidArgument,
@@ -182,6 +182,12 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
     let d = error_detail(&s).unwrap();
     assert_eq!((d.log_start_offset, d.high_watermark), (0, 3));
 
+    // Batches whose header or records are wrong in ways only a full check sees.
+    for (bad, message) in bad_batches() {
+        let s = raw.produce(produce("events", 0, bad.into())).await.unwrap_err();
+        assert_status(&s, Code::InvalidArgument, ErrorCode::CorruptBatch, &message);
+    }
+
     // Unknown acks value.
     let mut req = produce("events", 0, batch(&[b"x"]));
     req.acks = 9;
@@ -197,11 +203,112 @@ async fn each_bad_request_gets_its_status_and_loses_nothing() {
     broker.stop().await;
 }
 
-fn crc32c_of(batch: &[u8]) -> u32 {
-    // Same definition as the batch format: bytes 0..26, then the records.
-    let mut v = batch[..26].to_vec();
-    v.extend_from_slice(&batch[30..]);
-    crc32c_reference(&v)
+/// Rewrites a batch's CRC (over attributes to the end) after a test changed it.
+fn recrc(b: &mut [u8]) {
+    let crc = crc32c_reference(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Kafka's zig-zag varint, written here independently of the implementation under test.
+fn varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// A v2 record: attributes, deltas, key (None = null), value "v", `headers` raw with
+/// their count.
+fn record(ts_delta: i64, offset_delta: i64, key: Option<&[u8]>, header_count: i64, headers: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8];
+    varint(&mut body, ts_delta);
+    varint(&mut body, offset_delta);
+    match key {
+        Some(k) => {
+            varint(&mut body, k.len() as i64);
+            body.extend_from_slice(k);
+        }
+        None => varint(&mut body, -1),
+    }
+    varint(&mut body, 1);
+    body.push(b'v');
+    varint(&mut body, header_count);
+    body.extend_from_slice(headers);
+    let mut r = Vec::new();
+    varint(&mut r, body.len() as i64);
+    r.extend_from_slice(&body);
+    r
+}
+
+/// A RecordBatch v2 built by hand: header fields as a producer writes them around
+/// `records` (already encoded), with `attributes` and the CRC computed here.
+fn raw_batch(records: &[Vec<u8>], attributes: i16, base_ts: i64, max_ts: i64) -> Vec<u8> {
+    let n = records.len() as i32;
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    b.extend_from_slice(&0i32.to_be_bytes()); // batchLength, below
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&(n - 1).to_be_bytes()); // lastOffsetDelta
+    b.extend_from_slice(&base_ts.to_be_bytes());
+    b.extend_from_slice(&max_ts.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    b.extend_from_slice(&n.to_be_bytes());
+    assert_eq!(b.len(), 61);
+    for r in records {
+        b.extend_from_slice(r);
+    }
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    recrc(&mut b);
+    b
+}
+
+/// Each a batch a buggy producer could send, and the message it gets.
+fn bad_batches() -> Vec<(Vec<u8>, String)> {
+    let plain = |d| record(0, d, Some(b"k"), 0, &[]);
+    let mut wrong_magic = raw_batch(&[plain(0)], 0, 1_000, 1_000);
+    wrong_magic[16] = 1;
+    let unknown_codec = raw_batch(&[plain(0)], 6, 1_000, 1_000);
+    // Attributes say zstd, the payload is uncompressed records.
+    let not_zstd = raw_batch(&[plain(0), plain(1)], 4, 1_000, 1_000);
+    let gaps = raw_batch(&[plain(0), plain(5), plain(7)], 0, 1_000, 1_000);
+    let mut long_key = plain(0);
+    long_key[4] = 120; // the key's length: 60 bytes, in a record of a dozen
+    let long_key = raw_batch(&[long_key], 0, 1_000, 1_000);
+    let mut header = Vec::new();
+    varint(&mut header, 2);
+    header.extend_from_slice(&[0xc3, 0x28]); // not UTF-8
+    varint(&mut header, -1);
+    let bad_header = raw_batch(&[plain(0), record(0, 1, None, 1, &header)], 0, 1_000, 1_000);
+    let negative_ts = raw_batch(&[plain(0), record(-2_000, 1, None, 0, &[])], 0, 1_000, 1_000);
+    let negative_base = raw_batch(&[plain(0)], 0, -1, -1);
+    vec![
+        (wrong_magic, "corrupt batch: unknown magic byte 1 (expected 2: Kafka RecordBatch v2)".into()),
+        (
+            unknown_codec,
+            "corrupt batch: unknown compression codec 6 (attributes 0x0006; Kafka defines 0 none, 1 gzip, \
+             2 snappy, 3 lz4, 4 zstd)"
+                .into(),
+        ),
+        (not_zstd, "corrupt batch: the zstd payload does not decompress: Unknown frame descriptor".into()),
+        (gaps, "corrupt batch: record 1: offset delta 5, expected 1 (offset deltas run 0..2 in order)".into()),
+        (long_key, "corrupt batch: record 0: its key of 60 bytes runs past the record's end".into()),
+        (
+            bad_header,
+            "corrupt batch: record 1: header 0: its key is not UTF-8 (invalid utf-8 sequence of 1 bytes from \
+             index 0)"
+                .into(),
+        ),
+        (negative_ts, "corrupt batch: record 1: timestamp 1000 + -2000 is negative or overflows".into()),
+        (negative_base, "corrupt batch: negative base timestamp -1".into()),
+    ]
 }
 
 /// Bitwise CRC-32C (Castagnoli), independent of the crate the format uses.
@@ -265,8 +372,17 @@ async fn topic_admin_errors_are_clear() {
         &s,
         Code::InvalidArgument,
         ErrorCode::InvalidConfig,
-        "invalid config: unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability)",
+        "invalid config: unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability, compression.type)",
     );
+    let s = raw.create_topic(create("cfg", 1, &[("compression.type", "gzip")])).await.unwrap_err();
+    assert_status(
+        &s,
+        Code::InvalidArgument,
+        ErrorCode::InvalidConfig,
+        "invalid config: compression.type=gzip: only 'producer' is supported: brokers store batches as the \
+         producer compressed them and never recompress (set the codec on the producer)",
+    );
+    raw.create_topic(create("cfg", 1, &[("compression.type", "producer")])).await.unwrap();
     let s = raw
         .alter_topic_config(proto::AlterTopicConfigRequest {
             name: "payments".into(),

@@ -212,6 +212,38 @@ async fn a_data_directory_that_is_not_writable_is_refused() {
     assert!(err.contains(&format!("data directory {}: is not writable", data.display())), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_old_format_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("old");
+    // What a format-1 broker left: a database, no format marker.
+    std::fs::create_dir_all(data.join("db")).unwrap();
+    std::fs::write(data.join("db").join("conf"), b"written by an old broker").unwrap();
+    let mut broker = BrokerProcess::spawn(&data, free_port(), &[]);
+    let status = broker.child.wait().unwrap();
+    assert!(!status.success());
+    let err = broker.stderr();
+    assert!(
+        err.contains(&format!(
+            "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 (format 2): \
+             move it away or start with an empty --data-dir",
+            data.display()
+        )),
+        "{err}"
+    );
+    assert!(!data.join("format-version").exists(), "the old directory is not marked");
+    assert_eq!(std::fs::read(data.join("db").join("conf")).unwrap(), b"written by an old broker");
+
+    // A new directory is marked, and a restart on it is accepted.
+    let fresh = dir.path().join("new");
+    let mut broker = BrokerProcess::spawn(&fresh, free_port(), &[]);
+    broker.wait_ready();
+    assert_eq!(std::fs::read_to_string(fresh.join("format-version")).unwrap(), "2\n");
+    broker.kill9();
+    let mut again = BrokerProcess::spawn(&fresh, free_port(), &[]);
+    again.wait_ready();
+}
+
 fn unsafe_free_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))

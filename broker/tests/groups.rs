@@ -482,7 +482,7 @@ async fn lag_is_exported_and_offsets_topic_is_hidden_and_compacted() {
     let batch = {
         let mut b = sluice_core::BatchBuilder::default();
         b.push(0, Some(b"k"), Some(b"v"), &[]);
-        b.finish()
+        b.finish().unwrap()
     };
     let req = pb::ProduceRequest { topic: "__consumer_offsets".into(), batch, acks: 1, ..Default::default() };
     let e = ClientError::from(client.raw().produce(req).await.unwrap_err());

@@ -27,7 +27,7 @@ fn batch(n: usize) -> Bytes {
     for i in 0..n {
         b.push(1_000, None, Some(format!("v{i}").as_bytes()), &[]);
     }
-    b.finish()
+    b.finish().expect("batch encodes")
 }
 
 fn produce(topic: &str, acks: i32, records: usize) -> proto::ProduceRequest {

@@ -153,9 +153,13 @@ pub struct ProduceArgs {
     /// [default: the client's default, 0]
     #[arg(long)]
     pub linger_ms: Option<u64>,
-    /// Target batch size in bytes [default: the client's default, 65536]
+    /// Target batch size in bytes, before compression [default: the client's default, 65536]
     #[arg(long, value_name = "BYTES")]
     pub batch_size: Option<usize>,
+    /// Compress batches with this codec [compression.type]: none, gzip, snappy, lz4 or
+    /// zstd. The broker stores them compressed; consumers decompress.
+    #[arg(long, default_value = "none")]
+    pub compression: sluice_core::Compression,
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {

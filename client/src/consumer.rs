@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
-use sluice_core::{Header, StoredBatches};
+use sluice_core::{Batches, Header};
 use sluice_proto::v1 as pb;
 use tokio::time::Instant;
 
@@ -53,7 +53,8 @@ pub struct ConsumerConfig {
     pub max_partition_bytes: u32,
     /// [auto.offset.reset]
     pub auto_offset_reset: AutoOffsetReset,
-    /// Check each batch's CRC before handing out its records [check.crcs].
+    /// Check each batch's CRC before handing out its records [check.crcs]. Compressed
+    /// batches are decompressed here, whatever the codec.
     pub check_crcs: bool,
 }
 
@@ -267,7 +268,7 @@ impl Consumer {
         a.high_watermark = response.high_watermark;
         let mut position = a.position;
         let topic_arc = a.topic.clone();
-        for batch in StoredBatches::new(response.batches) {
+        for batch in Batches::new(response.batches) {
             let batch = batch?;
             if self.config.check_crcs {
                 batch.verify()?;

@@ -18,6 +18,9 @@ pub enum ClientError {
     InvalidArgument(String),
     #[error("the broker returned data that fails its checks: {0}")]
     Corrupt(#[from] BatchError),
+    /// The producer could not encode (compress) a batch.
+    #[error("cannot encode a batch: {0}")]
+    Encode(BatchError),
     #[error("the producer is closed")]
     Closed,
     /// A group consumer has no committed offset for a partition and

@@ -94,7 +94,13 @@ impl Default for TopicConfig {
 
 /// Every configuration key a topic may set; anything else is refused, by the broker's
 /// admin API and by the operator (as an `InvalidSpec` condition).
-pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention.ms", "retention.bytes", "max.message.bytes", "durability"];
+pub const TOPIC_CONFIG_KEYS: [&str; 5] =
+    ["retention.ms", "retention.bytes", "max.message.bytes", "durability", "compression.type"];
+
+/// The one `compression.type` a topic may have: batches are stored as the producer
+/// compressed them. Kafka's other values (a codec the broker recompresses to) are
+/// refused until the broker can honour them.
+pub const COMPRESSION_TYPE_PRODUCER: &str = "producer";
 
 impl TopicConfig {
     /// Applies overrides (`key -> value`) over `self`, refusing unknown keys and bad
@@ -114,6 +120,11 @@ impl TopicConfig {
                     c.max_message_bytes = n;
                 }
                 "durability" => c.durability = v.trim().parse().map_err(|e: String| bad(&e))?,
+                "compression.type" if v.trim() == COMPRESSION_TYPE_PRODUCER => {}
+                "compression.type" => {
+                    return Err(bad("only 'producer' is supported: brokers store batches as the producer \
+                         compressed them and never recompress (set the codec on the producer)"));
+                }
                 _ => {
                     return Err(InvalidTopicConfig(format!(
                         "unknown topic config key '{k}' (known: {})",
@@ -133,6 +144,7 @@ impl TopicConfig {
             ("retention.bytes".into(), limit(self.retention_bytes)),
             ("max.message.bytes".into(), self.max_message_bytes.to_string()),
             ("durability".into(), self.durability.as_str().into()),
+            ("compression.type".into(), COMPRESSION_TYPE_PRODUCER.into()),
         ])
     }
 }
@@ -207,5 +219,17 @@ mod tests {
         assert!(err.to_string().contains("retention.ms=-5"), "{err}");
         let err = TopicConfig::default().with_overrides(&overrides(&[("max.message.bytes", "10")])).unwrap_err();
         assert!(err.to_string().contains("between 64 and"), "{err}");
+    }
+
+    #[test]
+    fn compression_type_is_producer_only() {
+        let c = TopicConfig::default().with_overrides(&overrides(&[("compression.type", "producer")])).expect("valid");
+        assert_eq!(c.to_map()["compression.type"], "producer");
+        let err = TopicConfig::default().with_overrides(&overrides(&[("compression.type", "zstd")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "compression.type=zstd: only 'producer' is supported: brokers store batches as the producer \
+             compressed them and never recompress (set the codec on the producer)"
+        );
     }
 }

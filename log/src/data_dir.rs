@@ -1,8 +1,9 @@
-//! Data directory ownership (one broker per directory) and sled crash repair.
+//! Data directory ownership (one broker per directory), the data-format marker, and
+//! sled crash repair.
 
 use std::{
     fs::{File, OpenOptions},
-    io::ErrorKind,
+    io::{ErrorKind, Write},
     path::{Path, PathBuf},
 };
 
@@ -43,6 +44,53 @@ impl DataDirLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The data format this broker stores: format 2, batches as Kafka RecordBatch v2. (Format
+/// 1, before the marker existed, stored Sluice's own batch format behind a 40-byte
+/// broker header.)
+pub const DATA_FORMAT: u32 = 2;
+/// The marker file in the data directory; it holds the format number.
+pub const FORMAT_FILE: &str = "format-version";
+
+/// Checks that the data directory holds data of [`DATA_FORMAT`], and marks a new one
+/// (no database yet) with it. A database without a marker was written by a broker of
+/// format 1: it is refused, never misread.
+pub fn check_format(dir: &Path) -> Result<()> {
+    let err = |reason: String| LogError::DataDir { path: dir.display().to_string(), reason };
+    let what_to_do = "move it away or start with an empty --data-dir";
+    let marker = dir.join(FORMAT_FILE);
+    let found = match std::fs::read_to_string(&marker) {
+        Ok(text) => text.trim().parse::<u32>().map_err(|_| {
+            err(format!("its {FORMAT_FILE} file says {:?}, which is no Sluice data format; {what_to_do}", text.trim()))
+        })?,
+        Err(e) if e.kind() == ErrorKind::NotFound && dir.join("db").exists() => 1,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            write_marker(dir).map_err(|e| err(format!("cannot write its {FORMAT_FILE} file: {e}")))?;
+            return Ok(());
+        }
+        Err(e) => return Err(err(format!("cannot read its {FORMAT_FILE} file: {e}"))),
+    };
+    match found {
+        DATA_FORMAT => Ok(()),
+        1 => Err(err(format!(
+            "holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 (format {DATA_FORMAT}): {what_to_do}"
+        ))),
+        n => Err(err(format!(
+            "holds Sluice data format {n}, which this broker does not know (it stores format {DATA_FORMAT}, \
+             Kafka RecordBatch v2): {what_to_do}"
+        ))),
+    }
+}
+
+/// Writes the marker durably: a temporary file, synced, renamed into place.
+fn write_marker(dir: &Path) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{DATA_FORMAT}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(FORMAT_FILE))?;
+    File::open(dir)?.sync_all()
 }
 
 /// sled 0.34.7 writes snapshots as `snap.<lsn>.generating` and renames them when done.
@@ -89,6 +137,35 @@ mod tests {
         let _first = DataDirLock::acquire(dir.path()).expect("first lock");
         let err = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
         assert!(err.contains("already in use by another broker"), "{err}");
+    }
+
+    #[test]
+    fn new_dirs_get_the_format_marker_and_old_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_format(dir.path()).expect("new dir");
+        assert_eq!(std::fs::read_to_string(dir.path().join(FORMAT_FILE)).expect("marker"), "2\n");
+        std::fs::create_dir(dir.path().join("db")).expect("db");
+        check_format(dir.path()).expect("marked dir with a database");
+
+        let old = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(old.path().join("db")).expect("db");
+        let err = check_format(old.path()).expect_err("format 1").to_string();
+        assert_eq!(
+            err,
+            format!(
+                "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 \
+                 (format 2): move it away or start with an empty --data-dir",
+                old.path().display()
+            )
+        );
+        assert!(!old.path().join(FORMAT_FILE).exists(), "an old dir is left as it was");
+
+        std::fs::write(dir.path().join(FORMAT_FILE), "7\n").expect("write");
+        let err = check_format(dir.path()).expect_err("format 7").to_string();
+        assert!(err.contains("holds Sluice data format 7, which this broker does not know"), "{err}");
+        std::fs::write(dir.path().join(FORMAT_FILE), "v2").expect("write");
+        let err = check_format(dir.path()).expect_err("garbage").to_string();
+        assert!(err.contains("its format-version file says \"v2\""), "{err}");
     }
 
     #[test]

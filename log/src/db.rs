@@ -20,11 +20,13 @@ pub struct LogConfig {
     pub flush_interval: Duration,
 }
 
-/// Opens the log database: takes the data-directory lock, removes incomplete sled
-/// snapshots, then opens sled with the cache and flush settings. The lock must be kept
-/// as long as the database is used.
+/// Opens the log database: takes the data-directory lock, checks (or, in a new
+/// directory, writes) the data-format marker, removes incomplete sled snapshots, then
+/// opens sled with the cache and flush settings. The lock must be kept as long as the
+/// database is used.
 pub fn open(config: &LogConfig) -> Result<(sled::Db, DataDirLock)> {
     let lock = DataDirLock::acquire(&config.data_dir)?;
+    data_dir::check_format(&config.data_dir)?;
     let db_path = config.data_dir.join("db");
     data_dir::remove_incomplete_snapshots(&db_path)?;
     let db = sled::Config::new()

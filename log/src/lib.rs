@@ -9,8 +9,8 @@
 //! - [`retention`]: the pure decision of which batches retention deletes.
 //! - [`db`]: opening the database ([`LogConfig`], [`open`]) and the trees of partitions
 //!   (dropping a partition, or every partition nobody hosts).
-//! - [`data_dir`]: locks the data directory and repairs sled's crash leftovers before
-//!   sled opens it.
+//! - [`data_dir`]: locks the data directory, checks its data-format marker, and repairs
+//!   sled's crash leftovers before sled opens it.
 //! - [`group_commit`]: shares one sled flush among concurrent `durability=always`
 //!   produce requests.
 //! - [`error`]: the log's error type, [`LogError`].
@@ -27,6 +27,6 @@ pub use data_dir::DataDirLock;
 pub use db::{LogConfig, drop_partition, drop_unhosted_partitions, open};
 pub use error::{LogError, Result};
 pub use group_commit::{FlushObserver, GroupCommit};
-pub use partition::{LogOffsets, PartitionLog, ReadResult};
+pub use partition::{AppendedBatch, LogOffsets, PartitionLog, ReadResult};
 pub use retention::RetentionLimits;
 pub use store::PartitionStore;

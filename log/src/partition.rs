@@ -1,7 +1,8 @@
 //! [`PartitionLog`]: the log of one partition, stored in four sled trees:
 //!
-//! - `log`: base offset (big-endian u64) → stored batch (broker header + client batch).
-//!   This tree is the truth; the others are derived and repaired from it on open.
+//! - `log`: base offset (big-endian u64) → the batch, a Kafka RecordBatch v2 as the
+//!   producer encoded it with its base offset and leader epoch written in. This tree is
+//!   the truth; the others are derived and repaired from it on open.
 //! - `idx`: base offset → record count, stored length and max timestamp (16 bytes), so
 //!   retention, sizes, truncation and recovery never read batch payloads.
 //! - `ts`: running max timestamp (order-preserving u64) → base offset of the first batch
@@ -36,13 +37,13 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use sluice_core::{BatchInfo, StoredBatchHeader};
+use sluice_core::BatchInfo;
 use tokio::sync::watch;
 
 pub(crate) use keys::TREE_KINDS;
 use keys::Trees;
 
-pub use crate::store::{LogOffsets, ReadResult};
+pub use crate::store::{AppendedBatch, LogOffsets, ReadResult};
 use crate::{
     error::{LogError, Result},
     retention::RetentionLimits,
@@ -108,7 +109,7 @@ impl PartitionLog {
         self.partition
     }
 
-    /// Bytes stored (headers included) of the retained batches.
+    /// Bytes stored of the retained batches.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes.load(Ordering::Relaxed)
     }
@@ -156,8 +157,8 @@ impl PartitionStore for PartitionLog {
         self.high_watermark.subscribe()
     }
 
-    fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32, now_ms: i64) -> Result<StoredBatchHeader> {
-        self.append_batch(batch, info, leader_epoch, now_ms)
+    fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32) -> Result<AppendedBatch> {
+        self.append_batch(batch, info, leader_epoch)
     }
 
     fn advance_high_watermark(&self, offset: u64) {

@@ -15,7 +15,7 @@
 //!   yet on every in-sync replica). It never exceeds the log end offset.
 
 use bytes::Bytes;
-use sluice_core::{BatchInfo, StoredBatchHeader};
+use sluice_core::BatchInfo;
 use tokio::sync::watch;
 
 use crate::{error::Result, retention::RetentionLimits};
@@ -28,7 +28,28 @@ pub struct LogOffsets {
     pub high_watermark: u64,
 }
 
-/// Result of a read: stored batches back to back, and the offsets at read time.
+/// What an append stored: the batch's place in the log and what the index keeps of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedBatch {
+    /// The offset assigned to the first record (written into the batch's baseOffset).
+    pub base_offset: u64,
+    pub record_count: u32,
+    /// The leader epoch written into the batch's partitionLeaderEpoch.
+    pub leader_epoch: i32,
+    pub max_timestamp_ms: i64,
+    /// Bytes stored: the batch as the producer encoded it.
+    pub size_bytes: u32,
+}
+
+impl AppendedBatch {
+    /// Offset after the last record of the batch.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+}
+
+/// Result of a read: stored batches back to back (Kafka RecordBatch v2, each framed by
+/// its batchLength), and the offsets at read time.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub batches: Bytes,
@@ -37,8 +58,9 @@ pub struct ReadResult {
 
 /// The log of one partition: an ordered sequence of record batches with dense offsets.
 ///
-/// Batches are stored and returned whole, as the client encoded them, behind the
-/// broker's [`StoredBatchHeader`] (base offset, leader epoch, timestamps).
+/// Batches are stored and returned whole, as the client encoded them (Kafka's
+/// RecordBatch v2), with only their base offset and partition leader epoch written in
+/// (both outside the batch CRC).
 pub trait PartitionStore: Send + Sync + std::fmt::Debug {
     /// The first offset still stored (see the module documentation).
     fn log_start_offset(&self) -> u64;
@@ -55,11 +77,11 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
     /// A receiver that sees every change of the high watermark (for fetch long polls).
     fn watch_high_watermark(&self) -> watch::Receiver<u64>;
 
-    /// Appends a validated batch at the log end offset and returns its stored header
-    /// (with the assigned base offset and `leader_epoch`, the partition's leader epoch
-    /// at append). Appends are serialised per partition. The batch is not visible to
-    /// consumers until [`Self::advance_high_watermark`] passes it.
-    fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32, now_ms: i64) -> Result<StoredBatchHeader>;
+    /// Appends a validated batch at the log end offset, writing the assigned base offset
+    /// and `leader_epoch` (the partition's leader epoch at append) into it. Appends are
+    /// serialised per partition. The batch is not visible to consumers until
+    /// [`Self::advance_high_watermark`] passes it.
+    fn append(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32) -> Result<AppendedBatch>;
 
     /// Makes records below `offset` visible to consumers. Never moves the high
     /// watermark backwards, nor above the log end offset.

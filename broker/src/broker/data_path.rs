@@ -53,7 +53,10 @@ pub const FETCH_MAX_BYTES_CEILING: usize = 32 * 1024 * 1024;
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 
 impl Broker {
-    /// Validates and appends one batch; waits for durability as the topic requires.
+    /// Validates one batch (a Kafka RecordBatch v2: header, CRC and every record, a
+    /// compressed one decompressed for the check) and appends it as it came, with its
+    /// base offset and leader epoch written in; waits for durability as the topic
+    /// requires.
     pub async fn produce(&self, topic: &str, partition: u32, acks: Acks, batch: Bytes) -> Result<Appended> {
         let started = Instant::now();
         self.metadata.check_leader(topic, partition)?;
@@ -68,8 +71,8 @@ impl Broker {
         let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
         let now = now_ms();
         let leader_epoch = self.metadata.leader_epoch(topic, partition);
-        let header = log.append(&batch, info, leader_epoch, now)?;
-        let next = header.next_offset();
+        let stored = log.append(&batch, info, leader_epoch)?;
+        let next = stored.next_offset();
         match t.config.durability {
             Durability::Interval => log.advance_high_watermark(next),
             Durability::Always if acks == Acks::None => {
@@ -96,9 +99,9 @@ impl Broker {
             .produce_latency
             .get_or_create(&DurabilityLabels { durability: t.config.durability.as_str().to_string() })
             .observe(started.elapsed().as_secs_f64());
-        debug!(topic, partition, base_offset = header.base_offset, records = info.record_count, "appended");
+        debug!(topic, partition, base_offset = stored.base_offset, records = info.record_count, "appended");
         Ok(Appended {
-            base_offset: header.base_offset,
+            base_offset: stored.base_offset,
             record_count: info.record_count,
             append_time_ms: now,
             log_start: log.log_start_offset(),

@@ -8,7 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use sluice_core::{BatchBuilder, StoredBatches};
+use sluice_core::{BatchBuilder, Batches};
 
 use super::{Acks, Broker, FetchParams, OffsetQuery};
 use crate::{
@@ -65,13 +65,13 @@ fn records(n: u32, ts: i64) -> Bytes {
     for i in 0..n {
         b.push(ts + i64::from(i), None, Some(b"v"), &[]);
     }
-    b.finish()
+    b.finish().expect("finish")
 }
 
 async fn stored_epochs(broker: &Broker, topic: &str, partition: u32) -> Vec<i32> {
     let params = FetchParams { offset: 0, max_wait: Duration::ZERO, min_bytes: 0, max_bytes: 0 };
     let read = broker.fetch(topic, partition, params).await.expect("fetch");
-    StoredBatches::new(read.batches).map(|b| b.expect("decode").header.leader_epoch).collect()
+    Batches::new(read.batches).map(|b| b.expect("decode").header.partition_leader_epoch).collect()
 }
 
 #[tokio::test]

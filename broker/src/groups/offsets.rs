@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use sluice_core::{BatchBuilder, StoredBatches};
+use sluice_core::{BatchBuilder, Batches};
 use sluice_groups::{Committed, GroupError, OffsetKey, TopicPartition, offsets_partition, records, validate_group_id};
 use tracing::{info, warn};
 
@@ -41,7 +41,7 @@ impl Coordinator {
                 break;
             }
             let mut state = self.lock()?;
-            for batch in StoredBatches::new(read.batches) {
+            for batch in Batches::new(read.batches) {
                 let batch = batch?;
                 for r in batch.records()? {
                     let r = r?;
@@ -138,7 +138,7 @@ impl Coordinator {
             builder.push(now, Some(k), v.as_deref(), &[]);
             let last = i + 1 == raw.len();
             if builder.size_bytes() >= MAX_OFFSETS_BATCH || last {
-                let batch = std::mem::take(&mut builder).finish();
+                let batch = std::mem::take(&mut builder).finish()?;
                 let appended = self.broker.produce(OFFSETS_TOPIC, p, Acks::All, batch).await?;
                 first.get_or_insert(appended.base_offset);
             }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sluice_core::{Acks, Durability, Strategy};
+use sluice_core::{Acks, Compression, Durability, Strategy};
 
 use super::session::TopicSpec;
 
@@ -171,6 +171,13 @@ pub struct Common {
     /// Producer linger [linger.ms].
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub linger_ms: u64,
+    /// Producer compression [compression.type]: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
+    /// Record values: random bytes (incompressible) or JSON-like text (compresses as
+    /// real events do).
+    #[arg(long, value_enum, default_value_t = Payload::Random)]
+    pub payload: Payload,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Keep the topic the bench created on a `--broker` (it is deleted otherwise).
@@ -206,6 +213,13 @@ impl Common {
             (None, None) => default,
         }
     }
+}
+
+/// What record values hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payload {
+    Random,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

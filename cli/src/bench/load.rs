@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use super::{
     acks::{AckTracker, Drained},
-    args::Stop,
+    args::{Payload, Stop},
     report::Latency,
 };
 
@@ -82,6 +82,7 @@ pub struct LoadSpec {
     pub partitions: u32,
     pub producers: u32,
     pub record_size: usize,
+    pub payload: Payload,
     pub stop: Stop,
     /// Records per second over all producers; `None` for as fast as possible.
     pub rate: Option<u64>,
@@ -158,7 +159,7 @@ async fn produce(
     start: Instant,
     sent: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Instant, Vec<Drained>)> {
-    let payload = payload(spec.record_size);
+    let payload = payload(spec.payload, spec.record_size);
     let mut acks = AckTracker::new(spec.partitions);
     let (count, deadline) = match spec.stop {
         Stop::Count(n) => (n, None),
@@ -232,8 +233,38 @@ async fn produce(
     Ok((n, finished, drained))
 }
 
-/// `size` bytes that do not compress to nothing (xorshift).
-fn payload(size: usize) -> Bytes {
+/// `size` bytes of record value: random (xorshift, incompressible) or JSON-like.
+fn payload(kind: Payload, size: usize) -> Bytes {
+    match kind {
+        Payload::Random => random(size),
+        Payload::Json => json_like(size),
+    }
+}
+
+/// A JSON event of about `size` bytes (cut or padded to exactly `size`): repeated field
+/// names, a few varying numbers and words, as application events look.
+fn json_like(size: usize) -> Bytes {
+    const WORDS: [&str; 8] = ["checkout", "search", "login", "view", "cart", "pay", "refund", "logout"];
+    let mut out = String::with_capacity(size + 128);
+    let mut i = 0u64;
+    while out.len() < size {
+        let x = i.wrapping_mul(2_654_435_761) % 100_000;
+        out.push_str(&format!(
+            "{{\"event\":\"{}\",\"user_id\":{x},\"session\":\"s-{:05x}\",\"amount\":{}.{:02},\"ok\":{}}}",
+            WORDS[(x % 8) as usize],
+            x ^ 0x5a5a,
+            x % 500,
+            x % 100,
+            !x.is_multiple_of(3)
+        ));
+        i += 1;
+    }
+    out.truncate(size);
+    Bytes::from(out)
+}
+
+/// `size` bytes that do not compress (xorshift).
+fn random(size: usize) -> Bytes {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..size)
         .map(|_| {
@@ -293,12 +324,15 @@ mod tests {
 
     #[test]
     fn stamps_round_trip() {
-        let p = payload(100);
+        let p = payload(Payload::Random, 100);
         let v = stamped(&p, 123_456_789);
         assert_eq!(v.len(), 100);
         assert_eq!(stamp_of(&v), Some(123_456_789));
         assert_eq!(&v[8..], &p[8..]);
-        assert_eq!(stamped(&payload(4), 1).len(), 4);
+        assert_eq!(stamped(&payload(Payload::Random, 4), 1).len(), 4);
+        let json = payload(Payload::Json, 300);
+        assert_eq!(json.len(), 300);
+        assert!(json.starts_with(b"{\"event\":\""), "{json:?}");
         assert_eq!(stamp_of(&[1, 2, 3]), None);
     }
 
@@ -326,6 +360,7 @@ mod tests {
             partitions: 3,
             producers: 2,
             record_size: 50,
+            payload: Payload::Random,
             stop: Stop::Count(1000),
             rate: None,
             config: ProducerConfig { linger: Duration::from_millis(1), batch_size: 4096, ..Default::default() },

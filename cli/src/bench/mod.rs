@@ -76,6 +76,13 @@ pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> 
         Workload::Group(a) => (a.common.topic_spec(group::DEFAULT_PARTITIONS), None, a.common.output),
         Workload::Rebalance(a) => (a.topic_spec(), None, a.output),
     };
+    let compression = match &args.workload {
+        Workload::Produce(a) => Some(a.common.compression),
+        Workload::Consume(a) => Some(a.common.compression),
+        Workload::E2e(a) => Some(a.common.compression),
+        Workload::Group(a) => Some(a.common.compression),
+        Workload::Rebalance(_) => None,
+    };
     let session = Session::open(broker, server, &topic).await?;
     let outcome = tokio::select! {
         r = async {
@@ -99,6 +106,19 @@ pub async fn run(args: BenchArgs, broker: Option<String>) -> anyhow::Result<()> 
             return Err(e);
         }
     };
+    if let (Finished::Records(r), Some(compression)) = (&mut report, compression)
+        && payload_bytes > 0
+        && session.created
+        && let Ok(stored) = session::stored_bytes(&session.addr, &session.topic).await
+    {
+        // Batch headers and record framing included: what compression saves on disk
+        // and on the wire.
+        r.notes.push(format!(
+            "compression={compression}: the topic's log holds {stored} bytes for {payload_bytes} bytes of record \
+             values ({:.2}x)",
+            payload_bytes as f64 / stored.max(1) as f64
+        ));
+    }
     report.set_broker(session.close(payload_bytes).await?);
     report.print(output);
     Ok(())

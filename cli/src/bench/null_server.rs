@@ -4,9 +4,10 @@
 //! Produce reads the record count from the batch header (no CRC or framing checks)
 //! and answers at once with increasing offsets. Fetch serves a batch built once at
 //! start (with the bench's record size and batch size), up to the offsets produced so
-//! far. Each response gets fresh stored-batch headers, because a consumer skips
-//! batches whose offsets are below its position; copying the batch bytes into the
-//! response is what the real broker does too. The server uses the real broker's
+//! far. Each batch of a response gets its base offset written in (outside the CRC, as
+//! the real broker does at append), because a consumer skips batches whose offsets are
+//! below its position; copying the batch bytes into the response is what the real
+//! broker does too. The server uses the real broker's
 //! window sizes and message limits, so only storage differs.
 
 use std::{
@@ -26,7 +27,7 @@ use sluice_broker::{
     config::MAX_MESSAGE_BYTES_CEILING,
 };
 use sluice_client::proto::{self as pb, sluice_server::Sluice, sluice_server::SluiceServer};
-use sluice_core::{BatchBuilder, StoredBatchHeader, batch};
+use sluice_core::{BatchBuilder, batch};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Request, Response, Status, transport::Server, transport::server::TcpIncoming};
 
@@ -50,7 +51,7 @@ impl NullServer {
             .context("cannot bind the transport-only server")?;
         let addr = listener.local_addr()?;
         let service =
-            NullService { topics: RwLock::new(HashMap::new()), template: Template::new(record_size, batch_size) };
+            NullService { topics: RwLock::new(HashMap::new()), template: Template::new(record_size, batch_size)? };
         // The same limits and windows as `sluice_broker::server::start`.
         let service = SluiceServer::new(service)
             .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
@@ -86,23 +87,27 @@ struct Template {
 }
 
 impl Template {
-    fn new(record_size: usize, batch_size: usize) -> Self {
+    fn new(record_size: usize, batch_size: usize) -> anyhow::Result<Self> {
         let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let value = vec![0x5a; record_size];
         let per_record = BatchBuilder::record_size(timestamp_ms, None, Some(&value), &[]);
         // As many records as the producer would put in one batch, at least one.
         let records = (batch_size.saturating_sub(batch::HEADER_LEN) / per_record.max(1)).max(1) as u32;
-        let batch = build(records, &value, timestamp_ms);
-        Self { record_size, batch, records, timestamp_ms }
+        let batch = build(records, &value, timestamp_ms)?;
+        Ok(Self { record_size, batch, records, timestamp_ms })
     }
 
     /// A batch of `n` records: the template itself, or a shorter one at the log end.
-    fn batch(&self, n: u32) -> Bytes {
-        if n == self.records { self.batch.clone() } else { build(n, &vec![0x5a; self.record_size], self.timestamp_ms) }
+    fn batch(&self, n: u32) -> Result<Bytes, sluice_core::BatchError> {
+        if n == self.records {
+            Ok(self.batch.clone())
+        } else {
+            build(n, &vec![0x5a; self.record_size], self.timestamp_ms)
+        }
     }
 }
 
-fn build(n: u32, value: &[u8], timestamp_ms: i64) -> Bytes {
+fn build(n: u32, value: &[u8], timestamp_ms: i64) -> Result<Bytes, sluice_core::BatchError> {
     let mut b = BatchBuilder::with_capacity(n as usize * (value.len() + 8));
     for _ in 0..n {
         b.push(timestamp_ms, None, Some(value), &[]);
@@ -163,33 +168,26 @@ impl NullService {
         }
     }
 
-    /// Stored batches from `offset` up to `end`, at most about `max_bytes`.
-    fn read(&self, offset: u64, end: u64, max_bytes: usize) -> Bytes {
+    /// Batches from `offset` up to `end`, at most about `max_bytes`.
+    fn read(&self, offset: u64, end: u64, max_bytes: usize) -> Result<Bytes, sluice_core::BatchError> {
         let t = &self.template;
-        let per_batch = StoredBatchHeader::LEN + t.batch.len();
+        let per_batch = t.batch.len();
         let mut out = BytesMut::with_capacity(
             max_bytes.min(per_batch.saturating_mul(((end - offset) as usize).div_ceil(t.records as usize))),
         );
         let mut base = offset;
         while base < end {
             let n = (end - base).min(u64::from(t.records)) as u32;
-            let batch = t.batch(n);
-            if !out.is_empty() && out.len() + StoredBatchHeader::LEN + batch.len() > max_bytes {
+            let batch = t.batch(n)?;
+            if !out.is_empty() && out.len() + batch.len() > max_bytes {
                 break;
             }
-            let header = StoredBatchHeader {
-                base_offset: base,
-                record_count: n,
-                batch_len: batch.len() as u32,
-                leader_epoch: 0,
-                max_timestamp_ms: t.timestamp_ms,
-                append_time_ms: t.timestamp_ms,
-            };
-            out.extend_from_slice(&header.encode());
+            let at = out.len();
             out.extend_from_slice(&batch);
+            batch::set_base_offset(&mut out[at..], base);
             base += u64::from(n);
         }
-        out.freeze()
+        Ok(out.freeze())
     }
 }
 
@@ -221,7 +219,11 @@ impl Sluice for NullService {
             tokio::time::sleep(wait.min(Duration::from_millis(10))).await;
             end = parts[p].load(Ordering::Acquire);
         }
-        let batches = if offset < end { self.read(offset, end, max_bytes) } else { Bytes::new() };
+        let batches = if offset < end {
+            self.read(offset, end, max_bytes).map_err(|e| Status::internal(e.to_string()))?
+        } else {
+            Bytes::new()
+        };
         Ok(Response::new(pb::FetchResponse { high_watermark: end, log_end_offset: end, log_start_offset: 0, batches }))
     }
 
@@ -324,15 +326,18 @@ impl Sluice for NullService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::StoredBatches;
+    use sluice_core::Batches;
 
     fn service(record_size: usize, batch_size: usize) -> NullService {
-        NullService { topics: RwLock::new(HashMap::new()), template: Template::new(record_size, batch_size) }
+        NullService {
+            topics: RwLock::new(HashMap::new()),
+            template: Template::new(record_size, batch_size).expect("template"),
+        }
     }
 
     #[test]
     fn template_fills_a_producer_sized_batch() {
-        let t = Template::new(100, 16 * 1024);
+        let t = Template::new(100, 16 * 1024).expect("template");
         assert!(t.records > 100, "{}", t.records);
         assert!(t.batch.len() <= 16 * 1024);
         assert_eq!(batch::validate(&t.batch, usize::MAX).expect("valid").record_count, t.records);
@@ -343,16 +348,16 @@ mod tests {
         let s = service(10, 1024);
         let per = u64::from(s.template.records);
         let end = per * 3 + 5;
-        let buf = s.read(7, end, usize::MAX);
+        let buf = s.read(7, end, usize::MAX).expect("read");
         let mut next = 7;
-        for b in StoredBatches::new(buf) {
+        for b in Batches::new(buf) {
             let b = b.expect("batch");
             b.verify().expect("verify");
-            assert_eq!(b.header.base_offset, next);
+            assert_eq!(b.header.first_offset(), next);
             next = b.header.next_offset();
         }
         assert_eq!(next, end);
         // A small max_bytes still returns one whole batch.
-        assert_eq!(StoredBatches::new(s.read(0, end, 1)).count(), 1);
+        assert_eq!(Batches::new(s.read(0, end, 1).expect("read")).count(), 1);
     }
 }

@@ -114,7 +114,7 @@ pub struct BrokerStats {
     pub data_dir_bytes: u64,
     /// Apparent size (sum of file lengths) of the data directory.
     pub data_dir_apparent_bytes: u64,
-    /// Bytes the broker reports for the topic's log (broker headers + batches).
+    /// Bytes the broker reports for the topic's log (the stored batches).
     pub stored_log_bytes: Option<u64>,
     /// Record payload written by the bench.
     pub payload_bytes: u64,
@@ -137,6 +137,8 @@ pub struct Report {
     pub durability: String,
     pub batch_size: usize,
     pub linger_ms: u64,
+    /// The producers' codec (`none` when uncompressed).
+    pub compression: String,
     /// Records per second asked for with `--rate`.
     pub rate: Option<u64>,
     pub elapsed_s: f64,
@@ -227,11 +229,12 @@ impl Report {
         let producers = plural(u64::from(self.producers), "producer");
         let partitions = plural(u64::from(self.partitions), "partition");
         let producer_settings = format!(
-            "acks={}, durability={}, batch={} linger={} ms",
+            "acks={}, durability={}, batch={} linger={} ms compression={}",
             self.acks,
             self.durability,
             bytes(self.batch_size as u64),
-            self.linger_ms
+            self.linger_ms,
+            self.compression
         );
         match self.workload {
             "consume" => format!(
@@ -363,6 +366,7 @@ mod tests {
             durability: "interval".into(),
             batch_size: 256 * 1024,
             linger_ms: 5,
+            compression: "none".into(),
             rate: None,
             elapsed_s: 2.0,
             records_per_sec: 500_000.0,
@@ -399,7 +403,7 @@ mod tests {
         assert_eq!(
             first,
             "produce: 1,000,000 records, 100 B, 1 producer, 4 partitions, acks=all, \
-             durability=interval, batch=256 KiB linger=5 ms"
+             durability=interval, batch=256 KiB linger=5 ms compression=none"
         );
         assert!(text.contains("throughput: 500,000 records/s, 50.0 MB/s of payload (2.00 s)"), "{text}");
     }

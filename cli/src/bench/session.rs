@@ -122,12 +122,14 @@ impl Session {
             partitions: self.partitions,
             producers: common.producers,
             record_size: common.record_size,
+            payload: common.payload,
             stop,
             rate,
             config: ProducerConfig {
                 acks: common.acks,
                 linger: Duration::from_millis(common.linger_ms),
                 batch_size: common.batch_size,
+                compression: common.compression,
                 // Room for a few full batches even when they are large.
                 buffer_memory: defaults.buffer_memory.max(4 * common.batch_size),
                 ..defaults
@@ -152,6 +154,7 @@ impl Session {
             durability: self.durability.clone(),
             batch_size: common.batch_size,
             linger_ms: common.linger_ms,
+            compression: common.compression.to_string(),
             rate: None,
             elapsed_s: 0.0,
             records_per_sec: 0.0,
@@ -237,7 +240,7 @@ async fn prepare_topic(addr: &str, spec: &TopicSpec) -> anyhow::Result<(String, 
 }
 
 /// Bytes the broker stores for `topic` (broker headers + batches).
-async fn stored_bytes(addr: &str, topic: &str) -> anyhow::Result<u64> {
+pub async fn stored_bytes(addr: &str, topic: &str) -> anyhow::Result<u64> {
     let admin = Admin::new(Client::connect(addr).await?);
     Ok(admin.describe_topic(topic).await?.partitions.iter().map(|p| p.size_bytes).sum())
 }

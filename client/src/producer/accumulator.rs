@@ -11,13 +11,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use sluice_core::{BatchBuilder, Header};
+use sluice_core::{BatchBuilder, BatchError, Compression, Header};
 
 /// What a batch carries to its completion, and what it hands each record that joins it
 /// (the producer: a oneshot sender, and the shared receiver every delivery future polls).
 pub(crate) trait Completion {
     type Ticket;
     fn ticket(&self) -> Self::Ticket;
+    /// The batch could not be encoded (compression failed): its records fail with this.
+    fn fail(self, error: BatchError);
 }
 
 /// Bytes and batches sealed and not yet completed, over every partition of a producer.
@@ -120,10 +122,12 @@ impl<D: Completion> PartitionBatches<D> {
     /// `batch_size` seals it and opens the next (`new_batch` makes its completion);
     /// a batch that reaches `batch_size` is sealed at once. A record larger than
     /// `batch_size` travels alone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
         record: RecordParts<'_>,
         batch_size: usize,
+        compression: Compression,
         now: Instant,
         in_flight: &InFlight,
         new_batch: impl FnOnce() -> D,
@@ -137,7 +141,7 @@ impl<D: Completion> PartitionBatches<D> {
         let opened = self.open.is_none();
         let open = self.open.get_or_insert_with(|| OpenBatch {
             // Large batch sizes grow the buffer as records come rather than up front.
-            builder: BatchBuilder::with_capacity(batch_size.min(1 << 20)),
+            builder: BatchBuilder::new(compression, batch_size.min(1 << 20)),
             started: now,
             done: new_batch(),
         });
@@ -151,7 +155,7 @@ impl<D: Completion> PartitionBatches<D> {
     }
 }
 
-impl<D> PartitionBatches<D> {
+impl<D: Completion> PartitionBatches<D> {
     /// Seals the open batch and asks the sender not to linger on the next one either,
     /// until it finds nothing to send.
     pub(crate) fn flush(&mut self, in_flight: &InFlight) {
@@ -181,10 +185,17 @@ impl<D> PartitionBatches<D> {
         }
     }
 
-    /// Moves the open batch to the sealed queue. Returns its size (0 without one).
+    /// Moves the open batch to the sealed queue (compressing it). Returns its size (0
+    /// without one). A batch that cannot be encoded fails its records instead.
     fn seal(&mut self, in_flight: &InFlight) -> usize {
         let Some(open) = self.open.take() else { return 0 };
-        let bytes = open.builder.finish();
+        let bytes = match open.builder.finish() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                open.done.fail(e);
+                return 0;
+            }
+        };
         let n = bytes.len();
         in_flight.sealed(n);
         self.sealed.push_back(SealedBatch { bytes, done: open.done });
@@ -207,6 +218,9 @@ mod tests {
         fn ticket(&self) -> u32 {
             self.0
         }
+        fn fail(self, error: BatchError) {
+            panic!("batch {} failed to encode: {error}", self.0);
+        }
     }
 
     /// Batches numbered 1, 2, … as they open.
@@ -223,7 +237,7 @@ mod tests {
         fn add(&mut self, value: &[u8], batch_size: usize, now: Instant) -> Appended<u32> {
             let record = RecordParts { timestamp_ms: 1, key: None, value: Some(value), headers: &[] };
             let n = self.opened + 1;
-            let a = self.batches.append(record, batch_size, now, &self.in_flight, || Probe(n));
+            let a = self.batches.append(record, batch_size, Compression::None, now, &self.in_flight, || Probe(n));
             self.opened += u32::from(a.opened);
             a
         }

@@ -29,7 +29,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::{FutureExt, Shared};
-use sluice_core::Header;
+use sluice_core::{Compression, Header};
 use tokio::sync::{Notify, oneshot};
 
 use self::accumulator::{Completion, InFlight, PartitionBatches, RecordParts};
@@ -60,6 +60,9 @@ pub struct ProducerConfig {
     /// How long a topic's partition count is trusted before it is looked up again, so
     /// partitions added to a topic are used without a restart [metadata.max.age.ms].
     pub metadata_max_age: Duration,
+    /// Codec of every batch [compression.type]; the broker stores batches as they come
+    /// and consumers decompress them. `batch_size` counts bytes before compression.
+    pub compression: Compression,
 }
 
 impl Default for ProducerConfig {
@@ -77,6 +80,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
+            compression: Compression::None,
         }
     }
 }
@@ -181,6 +185,9 @@ impl Completion for BatchCompletion {
     type Ticket = SharedOutcome;
     fn ticket(&self) -> SharedOutcome {
         self.outcome.clone()
+    }
+    fn fail(self, error: sluice_core::BatchError) {
+        let _ = self.done.send(Err(ClientError::Encode(error)));
     }
 }
 
@@ -289,8 +296,14 @@ impl Producer {
             value: record.value.as_deref(),
             headers: &record.headers,
         };
-        let appended =
-            lock(&q.batches).append(parts, cfg.batch_size, Instant::now(), &self.inner.in_flight, BatchCompletion::new);
+        let appended = lock(&q.batches).append(
+            parts,
+            cfg.batch_size,
+            cfg.compression,
+            Instant::now(),
+            &self.inner.in_flight,
+            BatchCompletion::new,
+        );
         let future = DeliveryFuture {
             outcome: appended.ticket,
             index: appended.index,

@@ -1,11 +1,12 @@
 //! How a partition's trees are keyed: big-endian offsets (so keys sort by offset),
 //! order-preserving timestamps, and the 16-byte index entry.
 
-use sluice_core::StoredBatchHeader;
+use sluice_core::BatchHeader;
 
 use crate::{
     db::tree_name,
     error::{LogError, Result},
+    store::AppendedBatch,
 };
 
 pub(crate) const TREE_KINDS: [&str; 4] = ["log", "idx", "ts", "meta"];
@@ -117,9 +118,19 @@ impl IdxEntry {
         })
     }
 
-    pub fn of(h: &StoredBatchHeader) -> Self {
-        Self { record_count: h.record_count, stored_len: h.stored_len() as u32, max_ts: h.max_timestamp_ms }
+    pub fn of(a: &AppendedBatch) -> Self {
+        Self { record_count: a.record_count, stored_len: a.size_bytes, max_ts: a.max_timestamp_ms }
     }
+
+    /// The entry of a stored batch, from its header (recovery re-derives the index).
+    pub fn of_header(h: &BatchHeader) -> Self {
+        Self { record_count: h.record_count.max(0) as u32, stored_len: h.size() as u32, max_ts: h.max_timestamp }
+    }
+}
+
+/// The header of a batch stored in the `log` tree.
+pub(super) fn stored_header(v: &[u8]) -> Result<BatchHeader> {
+    BatchHeader::parse(v).ok_or_else(|| LogError::Storage(format!("stored batch of {} bytes has no header", v.len())))
 }
 
 #[cfg(test)]

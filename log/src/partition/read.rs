@@ -2,11 +2,11 @@
 //! first offset at or after a timestamp.
 
 use bytes::{Bytes, BytesMut};
-use sluice_core::{StoredBatch, StoredBatchHeader};
+use sluice_core::batch::Records;
 
 use super::{
     PartitionLog,
-    keys::{key, offset_of, ts_key},
+    keys::{key, offset_of, stored_header, ts_key},
 };
 use crate::{
     error::{LogError, Result},
@@ -38,7 +38,7 @@ impl PartitionLog {
         };
         for item in self.trees.log.range(start..) {
             let (_, v) = item?;
-            let h = StoredBatchHeader::decode(&v)?;
+            let h = stored_header(&v)?;
             if h.next_offset() > offsets.high_watermark {
                 break;
             }
@@ -69,16 +69,14 @@ impl PartitionLog {
         };
         for item in self.trees.log.range(start..) {
             let (_, v) = item?;
-            let v = Bytes::copy_from_slice(&v);
-            let h = StoredBatchHeader::decode(&v)?;
+            let h = stored_header(&v)?;
             if h.next_offset() > offsets.high_watermark {
                 break;
             }
-            if h.max_timestamp_ms < ts_ms {
+            if h.max_timestamp < ts_ms {
                 continue;
             }
-            let batch = StoredBatch { header: h, batch: v.slice(StoredBatchHeader::LEN..) };
-            for r in batch.records()? {
+            for r in Records::new(Bytes::copy_from_slice(&v))? {
                 let r = r?;
                 if r.offset >= offsets.log_start && r.timestamp_ms >= ts_ms {
                     return Ok(Some((r.offset, r.timestamp_ms)));

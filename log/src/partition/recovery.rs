@@ -3,10 +3,9 @@
 //! index lacks (or the reverse), and batches retention recorded as deleted but did not
 //! delete.
 
-use sluice_core::StoredBatchHeader;
 use tracing::{info, warn};
 
-use super::keys::{IdxEntry, LOG_START_KEY, TRUNCATE_KEY, Trees, key, offset_of, ts_key};
+use super::keys::{IdxEntry, LOG_START_KEY, TRUNCATE_KEY, Trees, key, offset_of, stored_header, ts_key};
 use crate::error::Result;
 
 /// The in-memory state of a partition, as recovered from its trees.
@@ -29,9 +28,9 @@ pub(super) fn recover(t: &Trees, topic: &str, partition: u32) -> Result<Recovere
     // A torn or corrupt last batch is impossible with sled's atomic inserts, but the
     // check is cheap and keeps the promise "never expose a torn batch".
     while let Some((k, v)) = t.log.last()? {
-        let ok = StoredBatchHeader::decode(&v).ok().filter(|h| {
-            h.stored_len() == v.len() && sluice_core::batch::validate(&v[StoredBatchHeader::LEN..], usize::MAX).is_ok()
-        });
+        let ok = sluice_core::batch::validate(&v, usize::MAX)
+            .ok()
+            .filter(|_| stored_header(&v).is_ok_and(|h| offset_of(&k).is_ok_and(|base| base == h.first_offset())));
         if ok.is_some() {
             break;
         }
@@ -56,10 +55,10 @@ pub(super) fn recover(t: &Trees, topic: &str, partition: u32) -> Result<Recovere
     let mut repaired = 0;
     for item in t.log.range(key(repair_from)..) {
         let (k, v) = item?;
-        let h = StoredBatchHeader::decode(&v)?;
-        t.idx.insert(&k, &IdxEntry::of(&h).encode())?;
-        if h.max_timestamp_ms > running_max_ts {
-            running_max_ts = h.max_timestamp_ms;
+        let h = stored_header(&v)?;
+        t.idx.insert(&k, &IdxEntry::of_header(&h).encode())?;
+        if h.max_timestamp > running_max_ts {
+            running_max_ts = h.max_timestamp;
             t.ts.insert(ts_key(running_max_ts), &k)?;
         }
         repaired += 1;
@@ -70,7 +69,7 @@ pub(super) fn recover(t: &Trees, topic: &str, partition: u32) -> Result<Recovere
 
     let log_start = t.recorded_log_start()?;
     let last_next = match t.log.last()? {
-        Some((_, v)) => StoredBatchHeader::decode(&v)?.next_offset(),
+        Some((_, v)) => stored_header(&v)?.next_offset(),
         None => 0,
     };
     let log_end = last_next.max(log_start);

@@ -3,13 +3,13 @@
 //! clock (`now_ms` is passed in).
 
 use bytes::Bytes;
-use sluice_core::{BatchBuilder, BatchInfo, StoredBatchHeader, StoredBatches};
+use sluice_core::{BatchBuilder, BatchInfo, Batches};
 
 use super::{PartitionLog, keys::key};
 use crate::{
     error::LogError,
     retention::RetentionLimits,
-    store::{LogOffsets, PartitionStore},
+    store::{AppendedBatch, LogOffsets, PartitionStore},
 };
 
 pub(super) fn batch(n: u32, ts: i64) -> (Bytes, BatchInfo) {
@@ -17,15 +17,15 @@ pub(super) fn batch(n: u32, ts: i64) -> (Bytes, BatchInfo) {
     for i in 0..n {
         b.push(ts + i64::from(i), None, Some(format!("v{i}").as_bytes()), &[]);
     }
-    let bytes = b.finish();
+    let bytes = b.finish().expect("finish");
     let info = sluice_core::batch::validate(&bytes, usize::MAX).expect("valid");
     (bytes, info)
 }
 
 /// Appends `n` records stamped `ts..ts+n` and makes them visible.
-pub(super) fn append(log: &PartitionLog, n: u32, ts: i64) -> StoredBatchHeader {
+pub(super) fn append(log: &PartitionLog, n: u32, ts: i64) -> AppendedBatch {
     let (b, info) = batch(n, ts);
-    let h = log.append(&b, info, 0, ts).expect("append");
+    let h = log.append(&b, info, 0).expect("append");
     log.advance_high_watermark(h.next_offset());
     h
 }
@@ -37,7 +37,7 @@ pub(super) fn db() -> sled::Db {
 /// Base offsets of the batches a read from `offset` returns.
 pub(super) fn bases(log: &PartitionLog, offset: i64) -> Vec<u64> {
     let r = log.read(offset, usize::MAX).expect("read");
-    StoredBatches::new(r.batches).map(|b| b.expect("decode").header.base_offset).collect()
+    Batches::new(r.batches).map(|b| b.expect("decode").header.first_offset()).collect()
 }
 
 #[test]
@@ -62,11 +62,11 @@ fn read_starts_at_containing_batch_and_respects_limits() {
         append(&log, 10, i * 100);
     }
     let r = log.read(15, 1).expect("read");
-    let batches: Vec<_> = StoredBatches::new(r.batches).collect::<Result<_, _>>().expect("decode");
+    let batches: Vec<_> = Batches::new(r.batches).collect::<Result<_, _>>().expect("decode");
     assert_eq!(batches.len(), 1, "max_bytes=1 still returns one whole batch");
     assert_eq!(batches[0].header.base_offset, 10);
     let all = log.read(0, usize::MAX).expect("read all");
-    assert_eq!(StoredBatches::new(all.batches).count(), 5);
+    assert_eq!(Batches::new(all.batches).count(), 5);
     assert!(log.read(50, 100).expect("at end").batches.is_empty());
     assert!(matches!(log.read(51, 100), Err(LogError::OffsetOutOfRange { .. })));
     assert!(matches!(log.read(-1, 100), Err(LogError::OffsetOutOfRange { .. })));
@@ -81,7 +81,7 @@ fn unflushed_batches_are_invisible_until_high_watermark_moves() {
     let db = db();
     let log = PartitionLog::open(&db, "t", 0).expect("open");
     let (b, info) = batch(4, 0);
-    log.append(&b, info, 0, 0).expect("append");
+    log.append(&b, info, 0).expect("append");
     assert_eq!(log.offsets().log_end, 4);
     assert_eq!(log.offsets().high_watermark, 0);
     assert!(log.read(0, 1000).expect("read").batches.is_empty());
@@ -175,7 +175,7 @@ fn retention_walk_with_a_fake_clock() {
 
     // A batch not yet visible is never deleted, however old.
     let (b, info) = batch(10, 0);
-    log.append(&b, info, 0, 0).expect("append");
+    log.append(&b, info, 0).expect("append");
     let everything = RetentionLimits { retention_ms: Some(0), retention_bytes: Some(0) };
     assert_eq!(log.apply_retention(everything, 1_000_000).expect("retention"), 2);
     assert_eq!(log.offsets(), LogOffsets { log_start: 60, log_end: 70, high_watermark: 60 });
@@ -199,7 +199,7 @@ fn deletion_beyond_the_high_watermark_is_refused() {
     let log = PartitionLog::open(&db, "t", 0).expect("open");
     append(&log, 5, 0);
     let (b, info) = batch(5, 0);
-    log.append(&b, info, 0, 0).expect("append"); // 5..10, not visible
+    log.append(&b, info, 0).expect("append"); // 5..10, not visible
     let err = log.delete_records_before(6).expect_err("beyond the high watermark");
     assert_eq!(err.to_string(), "offset 6 is out of range for t-0: valid offsets are 0 to 5");
     assert_eq!(log.delete_records_before(5).expect("delete"), 1);
@@ -222,17 +222,17 @@ fn missing_index_entries_are_rebuilt_on_open() {
 }
 
 #[test]
-fn the_stored_header_carries_the_leader_epoch() {
+fn stored_batches_carry_the_leader_epoch() {
     let db = db();
     let log = PartitionLog::open(&db, "t", 0).expect("open");
     let (b, info) = batch(2, 0);
-    assert_eq!(log.append(&b, info, 7, 0).expect("append").leader_epoch, 7);
+    assert_eq!(log.append(&b, info, 7).expect("append").leader_epoch, 7);
     let (b, info) = batch(2, 0);
-    log.append(&b, info, 9, 0).expect("append");
+    log.append(&b, info, 9).expect("append");
     log.advance_high_watermark(4);
     let epochs = |log: &PartitionLog| -> Vec<i32> {
         let r = log.read(0, usize::MAX).expect("read");
-        StoredBatches::new(r.batches).map(|b| b.expect("decode").header.leader_epoch).collect()
+        Batches::new(r.batches).map(|b| b.expect("decode").header.partition_leader_epoch).collect()
     };
     assert_eq!(epochs(&log), [7, 9]);
     drop(log);

@@ -1,7 +1,7 @@
 //! Tests of Kafka's truncate (`truncate_to`): what replication will call when a
 //! follower's log diverged from its leader's.
 
-use sluice_core::StoredBatches;
+use sluice_core::Batches;
 
 use super::{
     PartitionLog,
@@ -70,9 +70,9 @@ fn the_high_watermark_follows_the_log_end_down_only() {
     let log = PartitionLog::open(&db, "t", 0).expect("open");
     append(&log, 3, 0); // [0,3) visible
     let (b, info) = batch(3, 0);
-    log.append(&b, info, 0, 0).expect("append"); // [3,6) not visible
+    log.append(&b, info, 0).expect("append"); // [3,6) not visible
     let (b, info) = batch(3, 0);
-    log.append(&b, info, 0, 0).expect("append"); // [6,9) not visible
+    log.append(&b, info, 0).expect("append"); // [6,9) not visible
     let mut hw = log.watch_high_watermark();
     hw.borrow_and_update();
     // Above the high watermark: it stays.
@@ -158,7 +158,7 @@ fn a_truncation_interrupted_by_a_crash_is_finished_on_open() {
     assert_eq!(log.trees.idx.len(), 1);
     assert_eq!(log.trees.meta.get(TRUNCATE_KEY).expect("meta"), None, "target forgotten once done");
     let r = log.read(0, usize::MAX).expect("read");
-    assert_eq!(StoredBatches::new(r.batches).count(), 1);
+    assert_eq!(Batches::new(r.batches).count(), 1);
     assert_eq!(log.offset_for_timestamp(1500).expect("lookup"), None);
 }
 
@@ -168,7 +168,7 @@ fn a_failed_truncation_blocks_writes_until_reopen() {
     let log = three_batches(&db);
     log.state.lock().expect("lock").unfinished_truncation = true;
     let (b, info) = batch(1, 0);
-    let err = log.append(&b, info, 0, 0).expect_err("refused");
+    let err = log.append(&b, info, 0).expect_err("refused");
     assert_eq!(err.to_string(), "storage error: t-0 has an unfinished truncation; restart the broker to finish it");
     assert!(log.truncate_to(1).is_err());
     assert!(log.delete_records_before(1).is_err());

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use sluice_core::{BatchInfo, StoredBatchHeader};
+use sluice_core::{BatchInfo, batch};
 use tracing::info;
 
 use super::{
@@ -15,41 +15,37 @@ use super::{
 use crate::{
     error::{LogError, Result},
     retention::{self, BatchSummary, RetentionLimits},
-    store::PartitionStore,
+    store::{AppendedBatch, PartitionStore},
 };
 
 impl PartitionLog {
     /// [`PartitionStore::append`].
-    pub(super) fn append_batch(
-        &self,
-        batch: &[u8],
-        info: BatchInfo,
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<StoredBatchHeader> {
-        let mut value = BytesMut::with_capacity(StoredBatchHeader::LEN + batch.len());
+    pub(super) fn append_batch(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32) -> Result<AppendedBatch> {
+        let mut value = BytesMut::from(batch);
+        let size_bytes = u32::try_from(value.len())
+            .map_err(|_| LogError::Storage(format!("a batch of {} bytes cannot be stored", value.len())))?;
         let mut state = self.lock()?;
-        let header = StoredBatchHeader {
+        let appended = AppendedBatch {
             base_offset: self.log_end.load(Ordering::Acquire),
             record_count: info.record_count,
-            batch_len: batch.len() as u32,
             leader_epoch,
             max_timestamp_ms: info.max_timestamp_ms,
-            append_time_ms: now_ms,
+            size_bytes,
         };
-        value.extend_from_slice(&header.encode());
-        value.extend_from_slice(batch);
-        let k = key(header.base_offset);
+        // Both lie outside the batch CRC: the producer's bytes are otherwise unchanged.
+        batch::set_base_offset(&mut value, appended.base_offset);
+        batch::set_partition_leader_epoch(&mut value, leader_epoch);
+        let k = key(appended.base_offset);
         self.trees.log.insert(k, &value[..])?;
-        self.trees.idx.insert(k, &IdxEntry::of(&header).encode())?;
-        if header.max_timestamp_ms > state.running_max_ts {
-            state.running_max_ts = header.max_timestamp_ms;
-            self.trees.ts.insert(ts_key(header.max_timestamp_ms), &k)?;
+        self.trees.idx.insert(k, &IdxEntry::of(&appended).encode())?;
+        if appended.max_timestamp_ms > state.running_max_ts {
+            state.running_max_ts = appended.max_timestamp_ms;
+            self.trees.ts.insert(ts_key(appended.max_timestamp_ms), &k)?;
         }
-        self.log_end.store(header.next_offset(), Ordering::Release);
-        self.size_bytes.fetch_add(header.stored_len() as u64, Ordering::Relaxed);
+        self.log_end.store(appended.next_offset(), Ordering::Release);
+        self.size_bytes.fetch_add(u64::from(size_bytes), Ordering::Relaxed);
         self.batch_count.fetch_add(1, Ordering::Relaxed);
-        Ok(header)
+        Ok(appended)
     }
 
     /// [`PartitionStore::truncate_to`]. Records the target first, so that a crash (or a
