@@ -239,7 +239,10 @@ mod tests {
         .expect("valid");
         assert_eq!(config.shutdown_timeout, Duration::from_secs(3));
         let l = config.connections;
-        assert_eq!((l.max_concurrent_streams, l.idle_timeout, l.http2_keepalive_interval, l.tcp_keepalive), (8, None, None, None));
+        assert_eq!(
+            (l.max_concurrent_streams, l.idle_timeout, l.http2_keepalive_interval, l.tcp_keepalive),
+            (8, None, None, None)
+        );
     }
 
     #[test]

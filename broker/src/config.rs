@@ -9,8 +9,7 @@ pub use sluice_core::{
 
 /// Default of `--shutdown-timeout-ms`: well under Kubernetes' default grace period of
 /// 30 s (the operator gives broker pods this plus a margin).
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration =
-    Duration::from_millis(sluice_crd::contract::DEFAULT_SHUTDOWN_TIMEOUT_MS);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(sluice_crd::contract::DEFAULT_SHUTDOWN_TIMEOUT_MS);
 
 /// Everything a broker needs to start.
 #[derive(Debug, Clone)]

@@ -144,7 +144,10 @@ pub struct TrackedStream {
 
 impl std::fmt::Debug for TrackedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackedStream").field("peer", &self.inner.peer_addr().ok()).field("closed", &self.closed).finish()
+        f.debug_struct("TrackedStream")
+            .field("peer", &self.inner.peer_addr().ok())
+            .field("closed", &self.closed)
+            .finish()
     }
 }
 

@@ -131,12 +131,8 @@ async fn sigterm_with_a_client_that_never_reads_exits_0_in_time() {
     // more than the socket buffers hold, so the broker's writes block.
     produce(&addr, "big", 24, 1024 * 1024 - 512).await;
     let mut s = h2_handshake(&addr);
-    let request = proto::FetchRequest {
-        topic: "big".into(),
-        offset: 0,
-        max_bytes: 32 * 1024 * 1024,
-        ..Default::default()
-    };
+    let request =
+        proto::FetchRequest { topic: "big".into(), offset: 0, max_bytes: 32 * 1024 * 1024, ..Default::default() };
     send_grpc(&mut s, 1, "/sluice.v1.Sluice/Fetch", &request.encode_to_vec());
     std::thread::sleep(Duration::from_millis(500));
     let (status, took) = terminate(&mut broker);

@@ -120,7 +120,9 @@ impl Broker {
         let result = loop {
             hw.borrow_and_update();
             let r = log.read(params.offset, max_bytes)?;
-            if r.batches.len() >= params.min_bytes.max(1) || tokio::time::Instant::now() >= deadline || *stopping.borrow()
+            if r.batches.len() >= params.min_bytes.max(1)
+                || tokio::time::Instant::now() >= deadline
+                || *stopping.borrow()
             {
                 break r;
             }

@@ -384,7 +384,8 @@ pub(crate) mod tests {
 
     #[test]
     fn the_pod_grace_period_covers_the_broker_shutdown_timeout() {
-        let grace = |c: &Cluster| statefulset(c, 1).spec.unwrap().template.spec.unwrap().termination_grace_period_seconds;
+        let grace =
+            |c: &Cluster| statefulset(c, 1).spec.unwrap().template.spec.unwrap().termination_grace_period_seconds;
         let default = cluster("kf", json!({}));
         assert_eq!(grace(&default), Some(15), "10 s shutdown timeout + 5 s margin, under Kubernetes' 30 s");
         let slow = cluster("kf", json!({ "config": { "shutdown.timeout.ms": "25000" } }));
