@@ -6,10 +6,11 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use sluice_crd::contract::env;
+use sluice_crd::contract::{self, env};
 
 use crate::{
     config::{BrokerConfig, Durability},
+    connections::ConnectionLimits,
     error::{BrokerError, Result},
     server::Mode,
 };
@@ -94,6 +95,31 @@ pub struct Args {
     /// Shortest session timeout a consumer-group member may ask for, in milliseconds.
     #[arg(long, env = env::GROUP_MIN_SESSION_TIMEOUT_MS, default_value_t = 500)]
     pub group_min_session_timeout_ms: u64,
+    /// Bound on shutdown after SIGTERM/SIGINT, in milliseconds: the broker stops
+    /// accepting, answers long polls with what they have, gives connections half of this
+    /// to finish (HTTP/2 GOAWAY), closes the rest, flushes and exits 0 within it.
+    /// Kubernetes' grace period for broker pods is this plus a margin.
+    #[arg(long, env = env::SHUTDOWN_TIMEOUT_MS, default_value_t = contract::DEFAULT_SHUTDOWN_TIMEOUT_MS)]
+    pub shutdown_timeout_ms: u64,
+    /// Close a client connection when nothing was received on it for this long, in
+    /// milliseconds (HTTP/2 PING acknowledgements count); 0: never.
+    /// Metric: sluice_connections_closed_total{reason="idle"}.
+    #[arg(long, env = env::IDLE_CONNECTION_TIMEOUT_MS, default_value_t = 540_000)]
+    pub idle_connection_timeout_ms: u64,
+    /// Requests (HTTP/2 streams) one client connection may have open at once; clients
+    /// queue the rest. With max.message.bytes it bounds a connection's request memory.
+    #[arg(long, env = env::MAX_CONCURRENT_STREAMS, default_value_t = 64)]
+    pub max_concurrent_streams: u32,
+    /// Send an HTTP/2 PING on each connection this often, in milliseconds; 0: never.
+    #[arg(long, env = env::HTTP2_KEEPALIVE_INTERVAL_MS, default_value_t = 30_000)]
+    pub http2_keepalive_interval_ms: u64,
+    /// Close a connection whose peer does not acknowledge a PING within this, in
+    /// milliseconds.
+    #[arg(long, env = env::HTTP2_KEEPALIVE_TIMEOUT_MS, default_value_t = 10_000)]
+    pub http2_keepalive_timeout_ms: u64,
+    /// TCP keepalive idle time on client sockets, in milliseconds; 0: off.
+    #[arg(long, env = env::TCP_KEEPALIVE_MS, default_value_t = 60_000)]
+    pub tcp_keepalive_ms: u64,
     /// Log format: "text" or "json". Filter with RUST_LOG (default: info).
     #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
     pub log_format: String,
@@ -150,6 +176,15 @@ impl Args {
         c.groups.offsets_partitions = self.offsets_topic_partitions.max(1);
         c.groups.heartbeat_interval = Duration::from_millis(self.group_heartbeat_interval_ms.max(10));
         c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));
+        c.shutdown_timeout = Duration::from_millis(self.shutdown_timeout_ms.max(100));
+        let off_if_zero = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        c.connections = ConnectionLimits {
+            max_concurrent_streams: self.max_concurrent_streams.max(1),
+            idle_timeout: off_if_zero(self.idle_connection_timeout_ms),
+            http2_keepalive_interval: off_if_zero(self.http2_keepalive_interval_ms),
+            http2_keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms.max(1)),
+            tcp_keepalive: off_if_zero(self.tcp_keepalive_ms),
+        };
         let overrides = BTreeMap::from([
             ("durability".to_string(), self.durability.as_str().to_string()),
             ("retention.ms".to_string(), self.retention_ms.to_string()),
@@ -182,6 +217,32 @@ mod tests {
         assert_eq!(config.topic_defaults.durability, Durability::Always);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.broker_id, 0);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(config.connections, ConnectionLimits::default(), "the flags' defaults are the library's");
+    }
+
+    #[test]
+    fn connection_limits_come_from_their_flags_and_zero_turns_them_off() {
+        let (config, _) = parse(&[
+            "--shutdown-timeout-ms",
+            "3000",
+            "--idle-connection-timeout-ms",
+            "0",
+            "--max-concurrent-streams",
+            "8",
+            "--http2-keepalive-interval-ms",
+            "0",
+            "--tcp-keepalive-ms",
+            "0",
+        ])
+        .into_settings()
+        .expect("valid");
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(3));
+        let l = config.connections;
+        assert_eq!(
+            (l.max_concurrent_streams, l.idle_timeout, l.http2_keepalive_interval, l.tcp_keepalive),
+            (8, None, None, None)
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@ pub use sluice_core::{
     topic::{MAX_MESSAGE_BYTES_CEILING, TOPIC_CONFIG_KEYS},
 };
 
+/// Default of `--shutdown-timeout-ms`: well under Kubernetes' default grace period of
+/// 30 s (the operator gives broker pods this plus a margin).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(sluice_crd::contract::DEFAULT_SHUTDOWN_TIMEOUT_MS);
+
 /// Everything a broker needs to start.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -31,6 +35,11 @@ pub struct BrokerConfig {
     pub cache_capacity_bytes: u64,
     /// The consumer-group coordinator.
     pub groups: crate::groups::GroupsConfig,
+    /// After SIGTERM (or [`crate::BrokerHandle::shutdown`]) the broker has exited, log
+    /// flushed, within this, whatever clients do.
+    pub shutdown_timeout: Duration,
+    /// Limits on client connections: streams, idleness, keepalive.
+    pub connections: crate::connections::ConnectionLimits,
     /// Where topics come from; `None`: the broker's own store (standalone).
     pub metadata: Option<std::sync::Arc<dyn crate::metadata::MetadataStore>>,
 }
@@ -50,6 +59,8 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             cache_capacity_bytes: 128 * 1024 * 1024,
             groups: crate::groups::GroupsConfig::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            connections: crate::connections::ConnectionLimits::default(),
             metadata: None,
         }
     }

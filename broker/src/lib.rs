@@ -12,11 +12,13 @@
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
 //! - `kubernetes` (feature `kubernetes`, default): Kubernetes mode: Topic watch, broker
 //!   Lease, other brokers, over the contract in `sluice_crd::contract`.
+//! - [`connections`]: accepted sockets, counted, closed when idle or at shutdown.
 //! - [`config`], [`error`], [`metrics`]: settings, rules, errors, metrics.
 
 pub mod args;
 pub mod broker;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod groups;
 pub mod grpc;

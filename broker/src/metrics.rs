@@ -46,6 +46,11 @@ pub struct GroupLabels {
     pub group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseReasonLabels {
+    pub reason: String,
+}
+
 /// All broker metrics, registered once in [`Metrics::new`].
 #[derive(Debug)]
 pub struct Metrics {
@@ -71,6 +76,10 @@ pub struct Metrics {
     pub group_lag: Family<GroupPartitionLabels, Gauge>,
     pub group_committed: Family<GroupPartitionLabels, Gauge>,
     pub group_members: Family<GroupLabels, Gauge>,
+    /// Client connections open on the gRPC listener.
+    pub connections_open: Gauge,
+    /// Connections the broker closed, by reason (`idle`, `shutdown`).
+    pub connections_closed: Family<CloseReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -109,6 +118,8 @@ impl Metrics {
             group_lag: Family::default(),
             group_committed: Family::default(),
             group_members: Family::default(),
+            connections_open: Gauge::default(),
+            connections_closed: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -162,6 +173,12 @@ impl Metrics {
                 m.group_committed.clone(),
             );
             r.register("consumer_group_members", "Live members of a consumer group", m.group_members.clone());
+            r.register("connections_open", "Client connections open on the gRPC listener", m.connections_open.clone());
+            r.register(
+                "connections_closed",
+                "Connections the broker closed: idle longer than --idle-connection-timeout-ms, or still open at the end of shutdown's grace period",
+                m.connections_closed.clone(),
+            );
         }
         m
     }

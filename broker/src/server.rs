@@ -1,17 +1,18 @@
 //! Starts and stops a broker: storage, the gRPC server (with health and reflection),
 //! the metrics endpoint and the retention task, with an explicit shutdown.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, routing::get};
 use sluice_proto::v1::{groups_server::GroupsServer, sluice_server::SluiceServer};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tonic::transport::{Server, server::TcpIncoming};
-use tracing::{error, info};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
+use tonic::transport::Server;
+use tracing::{error, info, warn};
 
 use crate::{
     broker::{Broker, FETCH_MAX_BYTES_CEILING, now_ms},
     config::{BrokerConfig, MAX_MESSAGE_BYTES_CEILING},
+    connections::{ConnectionLimits, Connections},
     error::{BrokerError, Result},
     groups::Coordinator,
     grpc::SluiceService,
@@ -32,9 +33,13 @@ pub struct BrokerHandle {
     broker: Arc<Broker>,
     groups: Arc<Coordinator>,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    server: ServerTask,
     tasks: Vec<JoinHandle<()>>,
+    connections: Connections,
+    shutdown_timeout: Duration,
 }
+
+type ServerTask = JoinHandle<std::result::Result<(), tonic::transport::Error>>;
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() })
@@ -54,6 +59,8 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let retention_every = config.retention_check_interval;
     let groups_config = config.groups.clone();
+    let limits = config.connections.clone();
+    let shutdown_timeout = config.shutdown_timeout;
     let broker = Arc::new(Broker::open(config)?);
     let groups = Coordinator::open(broker.clone(), groups_config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -71,10 +78,12 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
         .max_encoding_message_size(FETCH_MAX_BYTES_CEILING + MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024);
     let groups_service = GroupsServer::new(GroupsService::new(groups.clone(), broker.clone()));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let connections = Connections::new(&limits, broker.metrics());
+    let incoming = connections.incoming(listener, &limits);
     let mut rx = shutdown_rx.clone();
+    let stopping = broker.clone();
     let server = tokio::spawn(
-        Server::builder()
+        with_connection_limits(Server::builder(), &limits)
             // Large windows let a single stream carry big batches at full speed.
             .initial_stream_window_size(Some(8 * 1024 * 1024))
             .initial_connection_window_size(Some(16 * 1024 * 1024))
@@ -85,6 +94,8 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
             .add_service(groups_service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.wait_for(|s| *s).await;
+                // Long polls answer now, so that their connections can close.
+                stopping.begin_shutdown();
                 health.set_not_serving::<SluiceServer<SluiceService>>().await;
                 health.set_not_serving::<GroupsServer<GroupsService>>().await;
             }),
@@ -98,7 +109,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
         tasks.push(tokio::spawn(metrics_server(l, state, shutdown_rx.clone())));
     }
     info!(%addr, metrics = ?metrics_addr, "broker serving");
-    Ok(BrokerHandle { addr, metrics_addr, broker, groups, shutdown, server, tasks })
+    Ok(BrokerHandle { addr, metrics_addr, broker, groups, shutdown, server, tasks, connections, shutdown_timeout })
 }
 
 /// The reflection service's view of what this server serves: both Sluice services,
@@ -123,8 +134,10 @@ impl BrokerHandle {
         &self.groups
     }
 
-    /// Graceful shutdown: stop accepting, let in-flight requests finish, stop the
-    /// background tasks, flush the log.
+    /// Bounded graceful shutdown: stop accepting, answer long polls with what they have,
+    /// let in-flight requests finish, close the connections still open after a grace
+    /// period, stop the background tasks, flush the log — within the configured
+    /// shutdown timeout, whatever clients do.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         self.wait().await
@@ -134,10 +147,13 @@ impl BrokerHandle {
     /// flushes.
     pub async fn wait(self) -> Result<()> {
         let addr = self.addr;
-        let served = self.server.await;
+        let (served, deadline) = drain(self.server, &self.shutdown, &self.connections, self.shutdown_timeout).await;
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                warn!("a background task did not stop in time; abandoning it");
+                t.abort();
+            }
         }
         drop(self.groups);
         self.broker.flush().await?;
@@ -145,8 +161,7 @@ impl BrokerHandle {
         // Connections that were open at shutdown hold the service (and so the database)
         // until they are closed; wait for them so that the data directory is free when
         // this returns.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while Arc::strong_count(&self.broker) > 1 && tokio::time::Instant::now() < deadline {
+        while Arc::strong_count(&self.broker) > 1 && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         if Arc::strong_count(&self.broker) > 1 {
@@ -155,15 +170,57 @@ impl BrokerHandle {
         drop(self.broker);
         info!("broker stopped; log flushed");
         match served {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
-            Err(e) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
+            // Abandoned at the deadline: shutdown is done all the same.
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
+            Some(Err(e)) => Err(BrokerError::Listen { addr: addr.to_string(), reason: e.to_string() }),
         }
     }
 
     /// A sender that triggers shutdown when `true` is sent (for signal handlers).
     pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
+    }
+}
+
+/// The HTTP/2 limits of [`ConnectionLimits`] on the gRPC server (the idle timeout and
+/// TCP keepalive are on the sockets, [`Connections::incoming`]).
+fn with_connection_limits(server: Server, limits: &ConnectionLimits) -> Server {
+    server
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(limits.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+}
+
+/// Waits for the gRPC server to end. Once shutdown began (tonic then sends every
+/// connection a GOAWAY), the wait is bounded by `timeout`: connections get half of it to
+/// finish their requests, then every connection still open is closed, and the server
+/// gets until a quarter of the timeout is left, kept for the flush. Returns the
+/// server's result (`None`: abandoned) and the shutdown deadline.
+async fn drain(
+    mut server: ServerTask,
+    shutdown: &watch::Sender<bool>,
+    connections: &Connections,
+    timeout: Duration,
+) -> (Option<std::result::Result<std::result::Result<(), tonic::transport::Error>, tokio::task::JoinError>>, Instant) {
+    let mut stop = shutdown.subscribe();
+    tokio::select! {
+        served = &mut server => return (Some(served), Instant::now() + timeout),
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    let deadline = Instant::now() + timeout;
+    if let Ok(served) = tokio::time::timeout(timeout / 2, &mut server).await {
+        return (Some(served), deadline);
+    }
+    warn!(open = connections.open(), "closing the connections still open after the shutdown grace period");
+    connections.close_all();
+    match tokio::time::timeout_at(deadline - timeout / 4, &mut server).await {
+        Ok(served) => (Some(served), deadline),
+        Err(_) => {
+            warn!("the gRPC server did not stop in time; abandoning it");
+            server.abort();
+            (None, deadline)
+        }
     }
 }
 

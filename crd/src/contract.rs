@@ -147,12 +147,20 @@ pub mod env {
     pub const GROUP_HEARTBEAT_INTERVAL_MS: &str = "SLUICE_GROUP_HEARTBEAT_INTERVAL_MS";
     pub const GROUP_MIN_SESSION_TIMEOUT_MS: &str = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS";
     pub const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
+    /// Bound on a broker's shutdown after SIGTERM; the pod's grace period follows it
+    /// ([`super::termination_grace_period_seconds`]).
+    pub const SHUTDOWN_TIMEOUT_MS: &str = "SLUICE_SHUTDOWN_TIMEOUT_MS";
+    pub const IDLE_CONNECTION_TIMEOUT_MS: &str = "SLUICE_IDLE_CONNECTION_TIMEOUT_MS";
+    pub const MAX_CONCURRENT_STREAMS: &str = "SLUICE_MAX_CONCURRENT_STREAMS";
+    pub const HTTP2_KEEPALIVE_INTERVAL_MS: &str = "SLUICE_HTTP2_KEEPALIVE_INTERVAL_MS";
+    pub const HTTP2_KEEPALIVE_TIMEOUT_MS: &str = "SLUICE_HTTP2_KEEPALIVE_TIMEOUT_MS";
+    pub const TCP_KEEPALIVE_MS: &str = "SLUICE_TCP_KEEPALIVE_MS";
 }
 
 /// The keys a Cluster's `spec.config` may set, Kafka-style, and the broker environment
 /// variable each becomes. A key not in this table is refused (an `InvalidSpec`
 /// condition), never silently dropped.
-pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 10] = [
+pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 11] = [
     ("durability", env::DURABILITY),
     ("flush.interval.ms", env::FLUSH_INTERVAL_MS),
     ("retention.ms", env::RETENTION_MS),
@@ -163,7 +171,28 @@ pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 10] = [
     ("offsets.topic.num.partitions", env::OFFSETS_TOPIC_PARTITIONS),
     ("group.heartbeat.interval.ms", env::GROUP_HEARTBEAT_INTERVAL_MS),
     ("group.min.session.timeout.ms", env::GROUP_MIN_SESSION_TIMEOUT_MS),
+    ("shutdown.timeout.ms", env::SHUTDOWN_TIMEOUT_MS),
 ];
+
+/// A broker's default shutdown bound (`--shutdown-timeout-ms`): well under Kubernetes'
+/// default grace period of 30 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+/// What a broker pod gets beyond its shutdown timeout before SIGKILL: process exit and
+/// the Lease release after the flush.
+pub const SHUTDOWN_MARGIN_SECONDS: u64 = 5;
+
+/// The broker shutdown timeout a Cluster's `spec.config` gives (`shutdown.timeout.ms`),
+/// else the default. An unparsable value is refused by [`cluster_config_env`].
+pub fn shutdown_timeout_ms(config: &BTreeMap<String, String>) -> u64 {
+    config.get("shutdown.timeout.ms").and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS)
+}
+
+/// The broker pods' `terminationGracePeriodSeconds` for a shutdown timeout: the timeout
+/// rounded up to whole seconds plus [`SHUTDOWN_MARGIN_SECONDS`], so that a broker that
+/// keeps its bound is never SIGKILLed.
+pub fn termination_grace_period_seconds(shutdown_timeout_ms: u64) -> i64 {
+    i64::try_from(shutdown_timeout_ms.div_ceil(1000) + SHUTDOWN_MARGIN_SECONDS).unwrap_or(i64::MAX)
+}
 
 /// The broker environment of a Cluster's `spec.config`: each key mapped to its
 /// variable, its value checked as the broker will parse it. `Err` holds sentences for
@@ -273,5 +302,16 @@ mod tests {
         assert!(err[0].contains("flush.interval.ms=soon"), "{err:?}");
         let err = cluster_config_env(&map(&[("durability", "maybe")])).unwrap_err();
         assert!(err[0].contains("'maybe'"), "{err:?}");
+    }
+
+    #[test]
+    fn the_pod_grace_period_follows_the_shutdown_timeout() {
+        assert_eq!(shutdown_timeout_ms(&map(&[])), DEFAULT_SHUTDOWN_TIMEOUT_MS);
+        assert_eq!(shutdown_timeout_ms(&map(&[("shutdown.timeout.ms", "20000")])), 20_000);
+        assert!(termination_grace_period_seconds(DEFAULT_SHUTDOWN_TIMEOUT_MS) < 30, "under Kubernetes' default");
+        assert_eq!(termination_grace_period_seconds(10_000), 15);
+        assert_eq!(termination_grace_period_seconds(10_001), 16);
+        let env = cluster_config_env(&map(&[("shutdown.timeout.ms", "20000")])).unwrap_or_default();
+        assert_eq!(env, map(&[(env::SHUTDOWN_TIMEOUT_MS, "20000")]));
     }
 }

@@ -119,17 +119,25 @@ impl Broker {
         };
         let deadline = tokio::time::Instant::now() + params.max_wait.min(MAX_FETCH_WAIT);
         let mut hw = log.watch_high_watermark();
+        let mut stopping = self.stopping.subscribe();
         let result = loop {
             hw.borrow_and_update();
             let r = log.read(params.offset, max_bytes)?;
-            if r.batches.len() >= params.min_bytes.max(1) || tokio::time::Instant::now() >= deadline {
+            if r.batches.len() >= params.min_bytes.max(1)
+                || tokio::time::Instant::now() >= deadline
+                || *stopping.borrow()
+            {
                 break r;
             }
-            match timeout_at(deadline, hw.changed()).await {
-                Ok(Ok(())) => continue,
-                // The partition was deleted while we waited.
-                Ok(Err(_)) => return Err(BrokerError::UnknownTopic(topic.to_string())),
-                Err(_) => break log.read(params.offset, max_bytes)?,
+            tokio::select! {
+                changed = timeout_at(deadline, hw.changed()) => match changed {
+                    Ok(Ok(())) => continue,
+                    // The partition was deleted while we waited.
+                    Ok(Err(_)) => return Err(BrokerError::UnknownTopic(topic.to_string())),
+                    Err(_) => break log.read(params.offset, max_bytes)?,
+                },
+                // Shutdown: answer with what is there rather than hold the connection open.
+                _ = stopping.wait_for(|s| *s) => break log.read(params.offset, max_bytes)?,
             }
         };
         let labels = Metrics::topic(topic);

@@ -52,6 +52,8 @@ pub struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     group_commit: GroupCommit,
     metrics: Arc<Metrics>,
+    /// `true` once shutdown began: long polls return at once with what they have.
+    stopping: tokio::sync::watch::Sender<bool>,
     _lock: DataDirLock,
 }
 
@@ -82,8 +84,16 @@ impl Broker {
         };
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(db.clone(), metrics.clone());
-        let broker =
-            Self { config, db, metadata, topics: RwLock::new(HashMap::new()), group_commit, metrics, _lock: lock };
+        let broker = Self {
+            config,
+            db,
+            metadata,
+            topics: RwLock::new(HashMap::new()),
+            group_commit,
+            metrics,
+            stopping: tokio::sync::watch::channel(false).0,
+            _lock: lock,
+        };
         for spec in broker.metadata.topics()? {
             let topic = broker.open_topic(spec)?;
             broker.topics.write().map_err(|_| poisoned())?.insert(topic.spec.name.clone(), topic);
@@ -104,6 +114,12 @@ impl Broker {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Shutdown began: fetches waiting in their long poll return now with what they
+    /// have, and later ones do not wait.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Stops background work that holds the database (shutdown).

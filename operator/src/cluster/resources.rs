@@ -26,8 +26,6 @@ use sluice_crd::contract::{self, broker_lease_name, env};
 
 /// Where brokers keep their data inside the pod.
 pub const DATA_DIR: &str = "/var/lib/sluice";
-/// Brokers get this long to hand over leadership and flush before SIGKILL.
-const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 pub fn statefulset_name(c: &Cluster) -> String {
     c.name_any()
@@ -233,7 +231,11 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
                 metadata: Some(ObjectMeta { labels: Some(labels(c)), ..Default::default() }),
                 spec: Some(PodSpec {
                     service_account_name: Some(broker_account_name(c)),
-                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    // The broker bounds its shutdown (flush included) by its shutdown timeout;
+                    // the pod gets that plus a margin before SIGKILL.
+                    termination_grace_period_seconds: Some(contract::termination_grace_period_seconds(
+                        contract::shutdown_timeout_ms(&c.spec.config),
+                    )),
                     affinity: Some(Affinity {
                         pod_anti_affinity: Some(PodAntiAffinity {
                             preferred_during_scheduling_ignored_during_execution: Some(anti),
@@ -378,5 +380,16 @@ pub(crate) mod tests {
             .map(|w| w.pod_affinity_term.topology_key)
             .collect();
         assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+    }
+
+    #[test]
+    fn the_pod_grace_period_covers_the_broker_shutdown_timeout() {
+        let grace =
+            |c: &Cluster| statefulset(c, 1).spec.unwrap().template.spec.unwrap().termination_grace_period_seconds;
+        let default = cluster("kf", json!({}));
+        assert_eq!(grace(&default), Some(15), "10 s shutdown timeout + 5 s margin, under Kubernetes' 30 s");
+        let slow = cluster("kf", json!({ "config": { "shutdown.timeout.ms": "25000" } }));
+        assert_eq!(grace(&slow), Some(30));
+        assert_eq!(config_map(&slow).data.unwrap()[contract::env::SHUTDOWN_TIMEOUT_MS], "25000");
     }
 }
