@@ -75,10 +75,11 @@ async fn exactly_one_operator_reconciles_and_a_standby_takes_over_after_kill_9()
     let client = cp.client().await;
     let mut ops = vec![Operator::spawn(&cp, "op-a"), Operator::spawn(&cp, "op-b")];
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    // The Lease is written before the new holder sets its gauge: wait for both.
     let first = wait_for("a leader", Duration::from_secs(30), || async {
         let h = holder(&leases).await?;
-        let all_up = ops.iter().all(|o| o.metric("sluice_operator_leader").is_some());
-        all_up.then_some(h)
+        let flags: Option<Vec<f64>> = ops.iter().map(|o| o.metric("sluice_operator_leader")).collect();
+        flags.is_some_and(|f| f.iter().sum::<f64>() == 1.0).then_some(h)
     })
     .await;
     println!("leader: {first}");
