@@ -11,22 +11,12 @@ use std::{
     time::Duration,
 };
 
-use common::{BrokerProcess, free_port};
+use common::{BrokerProcess, connect, free_port};
 use sluice_client::{
-    Admin, AutoOffsetReset, Client, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
 };
 
 const PARTITIONS: u32 = 3;
-
-async fn connect(addr: &str) -> Client {
-    for _ in 0..100 {
-        if let Ok(c) = Client::connect(addr).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {addr}");
-}
 
 /// Reads every record of every partition: (partition, offset) -> value.
 async fn read_everything(addr: &str) -> BTreeMap<(u32, u64), String> {

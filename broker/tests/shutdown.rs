@@ -15,24 +15,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BrokerProcess, TestBroker, free_port};
+use common::{BrokerProcess, TestBroker, connect, free_port};
 use prost::Message;
-use sluice_client::{Admin, Client, Producer, ProducerConfig, ProducerRecord, proto};
+use sluice_client::{Admin, Producer, ProducerConfig, ProducerRecord, proto};
 
 /// The shutdown timeout the processes run with; exits are checked against it plus
 /// [`MARGIN`] (never against a tight figure).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 const MARGIN: Duration = Duration::from_secs(5);
-
-async fn connect(addr: &str) -> Client {
-    for _ in 0..100 {
-        if let Ok(c) = Client::connect(addr).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {addr}");
-}
 
 /// A broker process whose log is flushed only at shutdown (so that records found
 /// after a restart prove the shutdown flush ran).

@@ -48,6 +48,17 @@ impl TestBroker {
     }
 }
 
+/// A client of the broker at `addr`, retrying for 5 s while it starts.
+pub async fn connect(addr: &str) -> Client {
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(addr).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
