@@ -94,7 +94,10 @@ impl BrokerProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("broker exited early with {status}: {}", self.stderr());
             }
-            if TcpStream::connect(&self.addr).is_ok() {
+            // Our own broker must say it serves: with ports picked by `free_port`, another
+            // test's broker may hold the same port for a moment, and a bare connect would
+            // succeed against it.
+            if self.stderr().contains("broker serving") && TcpStream::connect(&self.addr).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
