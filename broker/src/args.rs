@@ -82,6 +82,18 @@ pub struct Args {
     /// How often retention runs, in milliseconds.
     #[arg(long, env = env::RETENTION_CHECK_INTERVAL_MS, default_value_t = 30_000)]
     pub retention_check_interval_ms: u64,
+    /// Size at which a partition's segment file is rolled, in bytes (Kafka's
+    /// log.segment.bytes). Retention deletes whole segments.
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = sluice_log::DEFAULT_SEGMENT_BYTES)]
+    pub segment_bytes: u64,
+    /// Age at which a partition's segment file is rolled, in milliseconds (log.roll.ms).
+    #[arg(long, env = "SLUICE_SEGMENT_MS", default_value_t = sluice_log::DEFAULT_SEGMENT_MS)]
+    pub segment_ms: u64,
+    /// Start even when a partition's segment files are damaged below their flushed
+    /// checkpoint: truncate each such partition to its last valid batch and log what was
+    /// dropped (without it the broker refuses to start and names the damage).
+    #[arg(long, env = "SLUICE_RECOVER")]
+    pub recover: bool,
     /// Page cache for the log database, in MiB.
     #[arg(long, env = env::CACHE_MB, default_value_t = 128)]
     pub cache_mb: u64,
@@ -173,6 +185,9 @@ impl Args {
         c.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         c.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms.max(10));
         c.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
+        c.segment_bytes = self.segment_bytes.max(1);
+        c.segment_ms = self.segment_ms.max(1);
+        c.recover = self.recover;
         c.groups.offsets_partitions = self.offsets_topic_partitions.max(1);
         c.groups.heartbeat_interval = Duration::from_millis(self.group_heartbeat_interval_ms.max(10));
         c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));

@@ -33,6 +33,13 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// sled page cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// Segment files roll at this size (`--segment-bytes`).
+    pub segment_bytes: u64,
+    /// Segment files roll at this age (`--segment-ms`).
+    pub segment_ms: u64,
+    /// Truncate damaged partitions to their last valid batch at open instead of refusing
+    /// to start (`--recover`).
+    pub recover: bool,
     /// The consumer-group coordinator.
     pub groups: crate::groups::GroupsConfig,
     /// After SIGTERM (or [`crate::BrokerHandle::shutdown`]) the broker has exited, log
@@ -58,6 +65,9 @@ impl BrokerConfig {
             flush_interval: Duration::from_millis(1000),
             retention_check_interval: Duration::from_secs(30),
             cache_capacity_bytes: 128 * 1024 * 1024,
+            segment_bytes: sluice_log::DEFAULT_SEGMENT_BYTES,
+            segment_ms: sluice_log::DEFAULT_SEGMENT_MS,
+            recover: false,
             groups: crate::groups::GroupsConfig::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             connections: crate::connections::ConnectionLimits::default(),

@@ -26,6 +26,10 @@ pub enum BrokerError {
     InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),
+    #[error("disk full: {path}: no space left on the device holding the data directory; free space there (the broker resumes by itself)")]
+    DiskFull { path: String },
+    #[error("damaged log: {0}")]
+    Damaged(String),
     #[error("{reason}")]
     NotLeader { reason: String, leader: Option<(i32, String)> },
     #[error(
@@ -64,7 +68,9 @@ impl From<InvalidTopicConfig> for BrokerError {
 impl From<LogError> for BrokerError {
     fn from(e: LogError) -> Self {
         match e {
-            LogError::Storage(reason) => BrokerError::Storage(reason),
+            LogError::Storage(reason) | LogError::Io(reason) => BrokerError::Storage(reason),
+            LogError::DiskFull { path } => BrokerError::DiskFull { path },
+            LogError::Damaged(what) => BrokerError::Damaged(what),
             LogError::DataDir { path, reason } => BrokerError::DataDir { path, reason },
             LogError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark } => {
                 BrokerError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark }
@@ -111,6 +117,8 @@ mod tests {
             LogError::DataDir { path: "/data".into(), reason: "is not writable (permission denied)".into() },
             LogError::OffsetOutOfRange { topic: "t".into(), partition: 2, offset: 9, log_start: 3, high_watermark: 7 },
             LogError::Batch(BatchError::Empty),
+            LogError::DiskFull { path: "/data/t-0/00000000000000000000.log".into() },
+            LogError::Damaged("t-0: gone".into()),
         ];
         for e in cases {
             let message = e.to_string();
@@ -122,6 +130,8 @@ mod tests {
                     | BrokerError::DataDir { .. }
                     | BrokerError::OffsetOutOfRange { .. }
                     | BrokerError::Batch(BatchError::Empty)
+                    | BrokerError::DiskFull { .. }
+                    | BrokerError::Damaged(_)
             ));
         }
         assert_eq!(

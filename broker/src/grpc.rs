@@ -57,6 +57,11 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Listen { .. } => {
             (Code::Internal, E::StorageError)
         }
+        BrokerError::DiskFull { .. } => {
+            detail.retriable = true;
+            (Code::ResourceExhausted, E::StorageError)
+        }
+        BrokerError::Damaged(_) => (Code::DataLoss, E::StorageError),
         BrokerError::NotLeader { leader, .. } => {
             detail.retriable = true;
             if let Some((id, address)) = leader {

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub group_members: Family<GroupLabels, Gauge>,
     /// Client connections open on the gRPC listener.
     pub connections_open: Gauge,
+    /// 1 while the last write to the data directory failed for lack of space.
+    pub disk_full: Gauge,
     /// Connections the broker closed, by reason (`idle`, `shutdown`).
     pub connections_closed: Family<CloseReasonLabels, Counter>,
 }
@@ -119,6 +121,7 @@ impl Metrics {
             group_committed: Family::default(),
             group_members: Family::default(),
             connections_open: Gauge::default(),
+            disk_full: Gauge::default(),
             connections_closed: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
@@ -174,6 +177,11 @@ impl Metrics {
             );
             r.register("consumer_group_members", "Live members of a consumer group", m.group_members.clone());
             r.register("connections_open", "Client connections open on the gRPC listener", m.connections_open.clone());
+            r.register(
+                "disk_full",
+                "1 while writes to the data directory fail for lack of space (produce is refused, reads go on)",
+                m.disk_full.clone(),
+            );
             r.register(
                 "connections_closed",
                 "Connections the broker closed: idle longer than --idle-connection-timeout-ms, or still open at the end of shutdown's grace period",

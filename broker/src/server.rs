@@ -259,8 +259,7 @@ struct MetricsState {
 }
 
 async fn metrics_server(listener: TcpListener, state: MetricsState, mut shutdown: watch::Receiver<bool>) {
-    let app =
-        Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).with_state(state);
+    let app = Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -268,6 +267,15 @@ async fn metrics_server(listener: TcpListener, state: MetricsState, mut shutdown
         .await;
     if let Err(e) = served {
         error!(error = %e, "metrics server failed");
+    }
+}
+
+/// Liveness stays "ok" (a restart does not free disk space), with the disk state said.
+async fn healthz(State(state): State<MetricsState>) -> String {
+    if state.broker.metrics().disk_full.get() > 0 {
+        "ok (disk full: produce is refused until space is freed in the data directory)\n".into()
+    } else {
+        "ok\n".into()
     }
 }
 

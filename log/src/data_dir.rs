@@ -46,10 +46,10 @@ impl DataDirLock {
     }
 }
 
-/// The data format this broker stores: format 2, batches as Kafka RecordBatch v2. (Format
-/// 1, before the marker existed, stored Sluice's own batch format behind a 40-byte
-/// broker header.)
-pub const DATA_FORMAT: u32 = 2;
+/// The data format this broker stores: format 3, Kafka RecordBatch v2 in segment files
+/// per partition, the index in sled. (Format 2 kept the batches in sled trees; format 1,
+/// before the marker existed, stored Sluice's own batch format behind a 40-byte header.)
+pub const DATA_FORMAT: u32 = 3;
 /// The marker file in the data directory; it holds the format number.
 pub const FORMAT_FILE: &str = "format-version";
 
@@ -74,13 +74,40 @@ pub fn check_format(dir: &Path) -> Result<()> {
     match found {
         DATA_FORMAT => Ok(()),
         1 => Err(err(format!(
-            "holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 (format {DATA_FORMAT}): {what_to_do}"
+            "holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 in segment files \
+             (format {DATA_FORMAT}): {what_to_do}"
+        ))),
+        2 => Err(err(format!(
+            "holds Sluice data format 2 (record batches inside the sled database); this broker stores them in \
+             segment files (format {DATA_FORMAT}): {what_to_do} (to keep the records, consume them with a \
+             broker of the previous release and produce them again)"
         ))),
         n => Err(err(format!(
             "holds Sluice data format {n}, which this broker does not know (it stores format {DATA_FORMAT}, \
-             Kafka RecordBatch v2): {what_to_do}"
+             Kafka RecordBatch v2 in segment files): {what_to_do}"
         ))),
     }
+}
+
+/// The topic and partition a partition directory (`<topic>-<partition>`) stands for.
+pub fn parse_partition_dir(name: &str) -> Option<(&str, u32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((topic, partition.parse().ok()?))
+}
+
+/// Names of the partition directories in the data directory.
+pub fn partition_dirs(dir: &Path) -> Result<impl Iterator<Item = String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::DataDir {
+        path: dir.display().to_string(),
+        reason: format!("cannot list it: {e}"),
+    })?;
+    Ok(entries.flatten().filter_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        (e.file_type().is_ok_and(|t| t.is_dir()) && parse_partition_dir(&name).is_some()).then_some(name)
+    }))
 }
 
 /// Writes the marker durably: a temporary file, synced, renamed into place.
@@ -143,7 +170,7 @@ mod tests {
     fn new_dirs_get_the_format_marker_and_old_ones_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         check_format(dir.path()).expect("new dir");
-        assert_eq!(std::fs::read_to_string(dir.path().join(FORMAT_FILE)).expect("marker"), "2\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join(FORMAT_FILE)).expect("marker"), "3\n");
         std::fs::create_dir(dir.path().join("db")).expect("db");
         check_format(dir.path()).expect("marked dir with a database");
 
@@ -153,19 +180,31 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 \
-                 (format 2): move it away or start with an empty --data-dir",
+                "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 in \
+                 segment files (format 3): move it away or start with an empty --data-dir",
                 old.path().display()
             )
         );
         assert!(!old.path().join(FORMAT_FILE).exists(), "an old dir is left as it was");
 
+        std::fs::write(dir.path().join(FORMAT_FILE), "2\n").expect("write");
+        let err = check_format(dir.path()).expect_err("format 2").to_string();
+        assert!(err.contains("holds Sluice data format 2 (record batches inside the sled database)"), "{err}");
         std::fs::write(dir.path().join(FORMAT_FILE), "7\n").expect("write");
         let err = check_format(dir.path()).expect_err("format 7").to_string();
         assert!(err.contains("holds Sluice data format 7, which this broker does not know"), "{err}");
         std::fs::write(dir.path().join(FORMAT_FILE), "v2").expect("write");
         let err = check_format(dir.path()).expect_err("garbage").to_string();
         assert!(err.contains("its format-version file says \"v2\""), "{err}");
+    }
+
+    #[test]
+    fn partition_directories_parse_back() {
+        assert_eq!(parse_partition_dir("orders-3"), Some(("orders", 3)));
+        assert_eq!(parse_partition_dir("a-b-12"), Some(("a-b", 12)));
+        assert_eq!(parse_partition_dir("db"), None);
+        assert_eq!(parse_partition_dir("orders-x"), None);
+        assert_eq!(parse_partition_dir("-1"), None);
     }
 
     #[test]

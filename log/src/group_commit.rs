@@ -1,11 +1,16 @@
-//! Group commit for `durability=always`.
+//! Group commit for `durability=always`, and the periodic flush for `interval`.
 //!
-//! sled's flush covers the whole database, so one flush makes every earlier insert
-//! durable. Produce requests that need durability register here *after* their insert;
-//! a single task runs one flush for everyone waiting and then wakes them all. Requests
-//! arriving during a flush wait for the next one, which covers their insert.
+//! A flush syncs every segment file written since the previous one
+//! ([`LogStore::flush_segments`]), so one flush makes every earlier append durable.
+//! Produce requests that need durability register here *after* their append; a single
+//! task runs one flush for everyone waiting and then wakes them all. Requests arriving
+//! during a flush wait for the next one, which covers their append. Without waiters the
+//! task flushes every interval.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     sync::{Notify, mpsc, oneshot},
@@ -13,7 +18,10 @@ use tokio::{
 };
 use tracing::error;
 
-use crate::error::{LogError, Result};
+use crate::{
+    error::{LogError, Result},
+    storage::LogStore,
+};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -38,35 +46,42 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flushing task on the current runtime. It ends when every handle is
-    /// dropped, or at [`Self::stop`].
-    pub fn start(db: sled::Db, observer: Arc<dyn FlushObserver>) -> Self {
+    /// Starts the flushing task on the current runtime; it also flushes every `interval`.
+    /// It ends when every handle is dropped, or at [`Self::stop`].
+    pub fn start(store: Arc<LogStore>, interval: Duration, observer: Arc<dyn FlushObserver>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let mut waiters = Vec::new();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let first = tokio::select! {
-                    w = rx.recv() => w,
-                    _ = stopped.notified() => None,
+                    w = rx.recv() => match w {
+                        Some(w) => Some(w),
+                        None => break,
+                    },
+                    _ = tick.tick() => None,
+                    _ = stopped.notified() => break,
                 };
-                let Some(first) = first else { break };
-                waiters.push(first);
+                waiters.extend(first);
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
                 }
-                let db = db.clone();
+                let store = store.clone();
                 // A flush blocks on disk I/O: never on an async worker.
-                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                let result = match tokio::task::spawn_blocking(move || store.flush_segments()).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(format!("flush failed: {e}")),
+                    Ok(Err(e)) => Err(e.to_string()),
                     Err(e) => Err(format!("flush task failed: {e}")),
                 };
                 if let Err(e) = &result {
-                    error!(error = %e, waiters = waiters.len(), "group commit flush failed");
+                    error!(error = %e, waiters = waiters.len(), "flush failed");
                 }
-                observer.flushed(waiters.len());
+                if !waiters.is_empty() {
+                    observer.flushed(waiters.len());
+                }
                 for w in waiters.drain(..) {
                     let _ = w.send(result.clone());
                 }
@@ -89,7 +104,13 @@ impl GroupCommit {
         let stopped = || LogError::Storage("group commit task stopped".into());
         let (tx, rx) = oneshot::channel();
         self.tx.send(tx).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?.map_err(LogError::Storage)
+        rx.await.map_err(|_| stopped())?.map_err(|e| {
+            // Keep the disk-full kind: the broker answers it as RESOURCE_EXHAUSTED.
+            match e.strip_prefix("disk full: ").and_then(|rest| rest.split_once(": ")) {
+                Some((path, _)) => LogError::DiskFull { path: path.to_string() },
+                None => LogError::Storage(e.strip_prefix("storage error: ").unwrap_or(&e).to_string()),
+            }
+        })
     }
 }
 
@@ -114,9 +135,10 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_waiters_share_flushes_and_the_observer_sees_each() {
-        let db = sled::Config::new().temporary(true).open().expect("db");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LogStore::temporary(dir.path(), 1 << 20).expect("store");
         let observer = Arc::new(Counting::default());
-        let gc = GroupCommit::start(db, observer.clone());
+        let gc = GroupCommit::start(store, Duration::from_secs(3600), observer.clone());
         let waits: Vec<_> = (0..20)
             .map(|_| {
                 let gc = gc.clone();

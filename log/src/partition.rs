@@ -1,52 +1,52 @@
-//! [`PartitionLog`]: the log of one partition, stored in four sled trees:
+//! [`PartitionLog`]: the log of one partition: its segment files in
+//! `<data dir>/<topic>-<partition>/` (the truth), and its entries in the store's global
+//! sled trees (index, time index, log start, recovery checkpoint; see
+//! [`crate::storage`]), derived from the segments and rebuilt from them when missing.
 //!
-//! - `log`: base offset (big-endian u64) → the batch, a Kafka RecordBatch v2 as the
-//!   producer encoded it with its base offset and leader epoch written in. This tree is
-//!   the truth; the others are derived and repaired from it on open.
-//! - `idx`: base offset → record count, stored length and max timestamp (16 bytes), so
-//!   retention, sizes, truncation and recovery never read batch payloads.
-//! - `ts`: running max timestamp (order-preserving u64) → base offset of the first batch
-//!   that reached it; a lookup by timestamp is one range scan.
-//! - `meta`: `log_start` (offset below which records were deleted) and, while a
-//!   truncation runs, `truncate_to` (its target, so a crash half-way is finished on open).
+//! Offsets are assigned under a per-partition mutex held for the write and the index
+//! insert, so appends to one partition are serialised in offset order and appends to
+//! different partitions run in parallel; truncation and deletion take the same mutex
+//! (as Kafka's log lock). Nothing is created on disk until the first append.
 //!
-//! Offsets are assigned under a per-partition mutex that is held only for the inserts,
-//! so appends to one partition are serialised in offset order and appends to different
-//! partitions run in parallel; truncation and deletion take the same mutex (as Kafka's
-//! log lock). Inserts go to `log` first; sled recovers a prefix of its operations after
-//! a crash, so at worst `idx`/`ts` miss the last entries, and [`PartitionLog::open`]
-//! re-derives them.
-//!
-//! - `keys`: key encodings, index entries and the four trees.
-//! - `recovery`: what `open` repairs.
+//! - `index`: the index entry and timestamp keys.
+//! - `recovery`: what `open` checks and repairs (torn tails, damage, the index).
+//! - `scan`: the walk over segment files that recovery uses.
 //! - `read`: reads and timestamp lookups.
-//! - `write`: append, truncation, deletion, retention.
+//! - `write`: append and segment rolls.
+//! - `delete`: truncation of the tail, deletion of the head (explicit or by retention).
 
-mod keys;
+mod delete;
+mod index;
 mod read;
 mod recovery;
+mod scan;
 mod write;
 
+#[cfg(test)]
+mod damage_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod truncate_tests;
 
-use std::sync::{
-    Mutex, MutexGuard,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use sluice_core::BatchInfo;
 use tokio::sync::watch;
 
-pub(crate) use keys::TREE_KINDS;
-use keys::Trees;
-
 pub use crate::store::{AppendedBatch, LogOffsets, ReadResult};
 use crate::{
     error::{LogError, Result},
     retention::RetentionLimits,
+    segment::Segment,
+    storage::{LogStore, PartitionId},
     store::PartitionStore,
 };
 
@@ -55,21 +55,26 @@ use crate::{
 struct LockedState {
     /// Highest max timestamp of any batch appended so far (the last `ts` key).
     running_max_ts: i64,
-    /// A truncation failed half-way; its target is recorded in `meta` and the next open
-    /// finishes it, so nothing may be appended (it would be truncated then).
+    /// A truncation failed half-way; its target is recorded and the next open finishes
+    /// it, so nothing may be appended (it would be truncated then).
     unfinished_truncation: bool,
 }
 
-/// The log of one partition over sled. See the module documentation for its layout and
+/// The log of one partition. See the module documentation for its layout and
 /// [`PartitionStore`] for the meaning of its offsets.
 #[derive(Debug)]
 pub struct PartitionLog {
     topic: String,
     partition: u32,
-    trees: Trees,
+    store: Arc<LogStore>,
+    dir: PathBuf,
+    /// Set at the first append (or at open when the partition held data).
+    id: OnceLock<Arc<PartitionId>>,
     /// The partition lock: held by appends, truncation and deletion (the only writers
-    /// of `log_end` and `log_start`).
+    /// of `log_end`, `log_start` and the segment list).
     state: Mutex<LockedState>,
+    /// Segments by base offset; readers take a clone of the one they need.
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     log_start: AtomicU64,
     log_end: AtomicU64,
     size_bytes: AtomicU64,
@@ -80,25 +85,29 @@ pub struct PartitionLog {
 }
 
 impl PartitionLog {
-    /// Opens (or creates) the partition's trees and recovers its offsets: finishes an
-    /// interrupted truncation, takes the log start from `meta` and the log end from the
-    /// last batch, repairs `idx`/`ts` from `log`, and drops a last batch that fails its
-    /// checks (it cannot have been acknowledged). The high watermark starts at the log end.
-    pub fn open(db: &sled::Db, topic: &str, partition: u32) -> Result<Self> {
-        let trees = Trees::open(db, topic, partition)?;
-        let r = recovery::recover(&trees, topic, partition)?;
-        let (hw, _) = watch::channel(r.log_end);
-        Ok(Self {
+    /// Opens a partition: when it holds data, checks its segments against its
+    /// checkpoint, truncates a torn tail, finishes an interrupted truncation, rebuilds
+    /// missing index entries, and refuses damage (see `recovery`). The high watermark
+    /// starts at the log end.
+    pub fn open(store: &Arc<LogStore>, topic: &str, partition: u32) -> Result<Self> {
+        let log = Self {
             topic: topic.to_string(),
             partition,
-            trees,
-            state: Mutex::new(LockedState { running_max_ts: r.running_max_ts, unfinished_truncation: false }),
-            log_start: AtomicU64::new(r.log_start),
-            log_end: AtomicU64::new(r.log_end),
-            size_bytes: AtomicU64::new(r.size_bytes),
-            batch_count: AtomicU64::new(r.batch_count),
-            high_watermark: hw,
-        })
+            store: store.clone(),
+            dir: store.partition_dir(topic, partition),
+            id: OnceLock::new(),
+            state: Mutex::new(LockedState { running_max_ts: i64::MIN, unfinished_truncation: false }),
+            segments: RwLock::new(BTreeMap::new()),
+            log_start: AtomicU64::new(0),
+            log_end: AtomicU64::new(0),
+            size_bytes: AtomicU64::new(0),
+            batch_count: AtomicU64::new(0),
+            high_watermark: watch::channel(0).0,
+        };
+        if let Some(pid) = store.find_pid(topic, partition)? {
+            log.recover(pid)?;
+        }
+        Ok(log)
     }
 
     pub fn topic(&self) -> &str {
@@ -109,14 +118,19 @@ impl PartitionLog {
         self.partition
     }
 
-    /// Bytes stored of the retained batches.
+    /// Bytes stored in the partition's segment files.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes.load(Ordering::Relaxed)
     }
 
-    /// Number of retained batches.
+    /// Number of batches in the partition's segment files.
     pub fn batch_count(&self) -> u64 {
         self.batch_count.load(Ordering::Relaxed)
+    }
+
+    /// `<topic>-<partition>`, as messages name the partition.
+    fn name(&self) -> String {
+        LogStore::dir_name(&self.topic, self.partition)
     }
 
     /// Takes the partition lock; refuses while a failed truncation waits for a restart.
@@ -124,11 +138,23 @@ impl PartitionLog {
         let state = self.state.lock().map_err(|_| LogError::Storage("partition lock poisoned".into()))?;
         if state.unfinished_truncation {
             return Err(LogError::Storage(format!(
-                "{}-{} has an unfinished truncation; restart the broker to finish it",
-                self.topic, self.partition
+                "{} has an unfinished truncation; restart the broker to finish it",
+                self.name()
             )));
         }
         Ok(state)
+    }
+
+    fn segments_read(&self) -> Result<std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<Segment>>>> {
+        self.segments.read().map_err(|_| LogError::Storage("segment list lock poisoned".into()))
+    }
+
+    fn segments_write(&self) -> Result<std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<Segment>>>> {
+        self.segments.write().map_err(|_| LogError::Storage("segment list lock poisoned".into()))
+    }
+
+    fn pid(&self) -> Option<u64> {
+        self.id.get().map(|i| i.pid)
     }
 }
 

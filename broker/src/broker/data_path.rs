@@ -71,7 +71,22 @@ impl Broker {
         let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
         let now = now_ms();
         let leader_epoch = self.metadata.leader_epoch(topic, partition);
-        let stored = log.append(&batch, info, leader_epoch)?;
+        // The write blocks on the disk: off the async workers.
+        let stored = {
+            let (log, batch) = (log.clone(), batch.clone());
+            tokio::task::spawn_blocking(move || log.append(&batch, info, leader_epoch))
+                .await
+                .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))?
+        };
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                if e.is_disk_full() {
+                    self.metrics.disk_full.set(1);
+                }
+                return Err(e.into());
+            }
+        };
         let next = stored.next_offset();
         match t.config.durability {
             Durability::Interval => log.advance_high_watermark(next),
@@ -87,10 +102,16 @@ impl Broker {
                 });
             }
             Durability::Always => {
-                self.group_commit.flushed().await?;
+                if let Err(e) = self.group_commit.flushed().await {
+                    if e.is_disk_full() {
+                        self.metrics.disk_full.set(1);
+                    }
+                    return Err(e.into());
+                }
                 log.advance_high_watermark(next);
             }
         }
+        self.metrics.disk_full.set(0);
         let labels = Metrics::topic(topic);
         self.metrics.produce_requests.get_or_create(&labels).inc();
         self.metrics.produce_records.get_or_create(&labels).inc_by(u64::from(info.record_count));

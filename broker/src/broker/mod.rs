@@ -18,7 +18,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use sluice_log::{DataDirLock, GroupCommit, LogConfig, PartitionLog};
+use sluice_log::{DataDirLock, GroupCommit, LogConfig, LogStore, PartitionLog};
 use tracing::info;
 
 pub use self::{
@@ -47,7 +47,9 @@ struct Topic {
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
+    /// The log database (also holds metadata, offsets and the broker's other state).
     db: sled::Db,
+    store: Arc<LogStore>,
     metadata: Arc<dyn MetadataStore>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     group_commit: GroupCommit,
@@ -69,11 +71,15 @@ impl Broker {
     /// Opens the data directory and every topic in it. Must run inside a tokio runtime
     /// (it starts the group-commit task).
     pub fn open(config: BrokerConfig) -> Result<Self> {
-        let (db, lock) = sluice_log::open(&LogConfig {
+        let (store, lock) = sluice_log::open(&LogConfig {
             data_dir: config.data_dir.clone(),
             cache_capacity_bytes: config.cache_capacity_bytes,
             flush_interval: config.flush_interval,
+            segment_bytes: config.segment_bytes,
+            segment_ms: config.segment_ms,
+            recover: config.recover,
         })?;
+        let db = store.db().clone();
         let metadata: Arc<dyn MetadataStore> = match &config.metadata {
             Some(m) => m.clone(),
             None => {
@@ -83,10 +89,11 @@ impl Broker {
             }
         };
         let metrics = Arc::new(Metrics::new());
-        let group_commit = GroupCommit::start(db.clone(), metrics.clone());
+        let group_commit = GroupCommit::start(store.clone(), config.flush_interval, metrics.clone());
         let broker = Self {
             config,
             db,
+            store,
             metadata,
             topics: RwLock::new(HashMap::new()),
             group_commit,
@@ -112,6 +119,11 @@ impl Broker {
         &self.metadata
     }
 
+    /// The log database, for the broker's own trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -129,8 +141,14 @@ impl Broker {
 
     /// Flushes everything to disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| BrokerError::Storage(e.to_string()))??;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            store.flush_segments()?;
+            store.db().flush()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| BrokerError::Storage(e.to_string()))??;
         Ok(())
     }
 }

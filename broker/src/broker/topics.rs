@@ -38,7 +38,7 @@ impl Broker {
         let hosted = self.metadata.hosted_partitions(&spec.name).unwrap_or_else(|| (0..spec.partitions).collect());
         let partitions = hosted
             .into_iter()
-            .map(|p| Ok((p, Arc::new(PartitionLog::open(&self.db, &spec.name, p)?))))
+            .map(|p| Ok((p, Arc::new(PartitionLog::open(&self.store, &spec.name, p)?))))
             .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(Arc::new(Topic { spec, config, partitions }))
     }
@@ -139,7 +139,7 @@ impl Broker {
     }
 
     fn drop_partition(&self, name: &str, partition: u32) -> Result<()> {
-        sluice_log::drop_partition(&self.db, name, partition)?;
+        sluice_log::drop_partition(&self.store, name, partition)?;
         let labels = PartitionLabels { topic: name.to_string(), partition };
         self.metrics.partition_size_bytes.remove(&labels);
         self.metrics.partition_log_start.remove(&labels);
@@ -187,7 +187,7 @@ impl Broker {
                     Some(l) => l.clone(),
                     None => {
                         info!(topic = %spec.name, partition = p, "hosting partition");
-                        Arc::new(PartitionLog::open(&self.db, &spec.name, *p)?)
+                        Arc::new(PartitionLog::open(&self.store, &spec.name, *p)?)
                     }
                 };
                 partitions.insert(*p, log);
@@ -205,9 +205,7 @@ impl Broker {
         }
         // Trees of partitions nobody hosts any more (deleted while this broker was down).
         let hosted = |topic: &str, p: u32| topics.get(topic).is_some_and(|t| t.partitions.contains_key(&p));
-        for tree in sluice_log::drop_unhosted_partitions(&self.db, hosted)? {
-            info!(tree = tree.as_str(), "dropped data of a partition this broker does not host");
-        }
+        sluice_log::drop_unhosted_partitions(&self.store, hosted)?;
         Ok(())
     }
 

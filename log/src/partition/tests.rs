@@ -1,14 +1,18 @@
-//! Tests of the partition log over a temporary sled database: offsets, reads,
-//! visibility, timestamps, recovery, leader epochs, and the retention walk with a fake
-//! clock (`now_ms` is passed in).
+//! Tests of the partition log over a temporary sled database and directory: offsets,
+//! reads, visibility, timestamps, recovery, leader epochs, and the retention walk with a
+//! fake clock (`now_ms` is passed in). Segments roll after every batch here, so
+//! retention (which deletes whole segments) deletes single batches.
 
 use bytes::Bytes;
 use sluice_core::{BatchBuilder, BatchInfo, Batches};
 
-use super::{PartitionLog, keys::key};
+use std::sync::Arc;
+
+use super::PartitionLog;
 use crate::{
     error::LogError,
     retention::RetentionLimits,
+    storage::{LogStore, pkey},
     store::{AppendedBatch, LogOffsets, PartitionStore},
 };
 
@@ -30,8 +34,28 @@ pub(super) fn append(log: &PartitionLog, n: u32, ts: i64) -> AppendedBatch {
     h
 }
 
-pub(super) fn db() -> sled::Db {
-    sled::Config::new().temporary(true).open().expect("db")
+/// A temporary store whose segments hold one batch each.
+pub(super) struct TestStore {
+    pub store: Arc<LogStore>,
+    pub _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Arc<LogStore>;
+    fn deref(&self) -> &Arc<LogStore> {
+        &self.store
+    }
+}
+
+pub(super) fn db() -> TestStore {
+    let dir = tempfile::tempdir().expect("tempdir");
+    TestStore { store: LogStore::temporary(dir.path(), 1).expect("store"), _dir: dir }
+}
+
+/// Keys of a partition in a global tree.
+pub(super) fn count(tree: &sled::Tree, log: &PartitionLog) -> usize {
+    let pid = log.pid().expect("has data");
+    tree.range(pkey(pid, 0)..=pkey(pid, u64::MAX)).count()
 }
 
 /// Base offsets of the batches a read from `offset` returns.
@@ -213,8 +237,8 @@ fn missing_index_entries_are_rebuilt_on_open() {
     let log = PartitionLog::open(&db, "t", 0).expect("open");
     append(&log, 3, 10);
     append(&log, 3, 20);
-    // Simulate a crash between the log insert and the index insert.
-    log.trees.idx.remove(key(3)).expect("remove");
+    // Simulate a crash before the index entry reached the disk.
+    db.idx.remove(pkey(log.pid().expect("pid"), 3)).expect("remove");
     drop(log);
     let log = PartitionLog::open(&db, "t", 0).expect("reopen");
     assert_eq!(log.batch_count(), 2);

@@ -3,19 +3,21 @@
 
 use sluice_core::Batches;
 
+use std::sync::Arc;
+
 use super::{
     PartitionLog,
-    keys::{TRUNCATE_KEY, key},
-    tests::{append, bases, batch, db},
+    tests::{append, bases, batch, count, db},
 };
 use crate::{
     error::LogError,
     retention::RetentionLimits,
+    storage::{LogStore, META_TRUNCATE, meta_key, pkey},
     store::{LogOffsets, PartitionStore},
 };
 
 /// Batches [0,3), [3,5), [5,6), all visible.
-fn three_batches(db: &sled::Db) -> PartitionLog {
+fn three_batches(db: &Arc<LogStore>) -> PartitionLog {
     let log = PartitionLog::open(db, "t", 0).expect("open");
     append(&log, 3, 1000);
     append(&log, 2, 2000);
@@ -105,12 +107,12 @@ fn the_time_index_follows_the_truncation() {
     let log = PartitionLog::open(&db, "t", 0).expect("reopen");
     assert_eq!(log.offset_for_timestamp(1501).expect("lookup"), Some((4, 1501)));
     assert_eq!(log.offset_for_timestamp(2000).expect("lookup"), None);
-    let ts: Vec<u64> = log
-        .trees
+    let pid = log.pid().expect("pid");
+    let ts: Vec<u64> = db
         .ts
-        .iter()
+        .range(pkey(pid, 0)..=pkey(pid, u64::MAX))
         .values()
-        .map(|v| super::keys::offset_of(&v.expect("ts")))
+        .map(|v| crate::storage::u64_of(&v.expect("ts")))
         .collect::<Result<_, _>>()
         .expect("decode");
     assert_eq!(ts, [0, 3], "time index: the batch at 0 (max 1002), then the one at 3 (max 1501)");
@@ -147,16 +149,17 @@ fn a_truncation_interrupted_by_a_crash_is_finished_on_open() {
     let db = db();
     let log = three_batches(&db);
     // As if the broker died right after recording the target: nothing removed yet.
-    log.trees.meta.insert(TRUNCATE_KEY, &key(3)).expect("insert");
+    let pid = log.pid().expect("pid");
+    db.meta.insert(meta_key(pid, META_TRUNCATE), &3u64.to_be_bytes()).expect("insert");
     // ... and after removing only the time-index entry of the last batch.
-    let last_ts = log.trees.ts.last().expect("ts").expect("an entry").0;
-    log.trees.ts.remove(last_ts).expect("remove");
+    let last_ts = db.ts.range(pkey(pid, 0)..=pkey(pid, u64::MAX)).next_back().expect("ts").expect("an entry").0;
+    db.ts.remove(last_ts).expect("remove");
     drop(log);
     let log = PartitionLog::open(&db, "t", 0).expect("reopen");
     assert_eq!(log.offsets(), LogOffsets { log_start: 0, log_end: 3, high_watermark: 3 });
     assert_eq!(log.batch_count(), 1);
-    assert_eq!(log.trees.idx.len(), 1);
-    assert_eq!(log.trees.meta.get(TRUNCATE_KEY).expect("meta"), None, "target forgotten once done");
+    assert_eq!(count(&db.idx, &log), 1);
+    assert_eq!(db.meta.get(meta_key(pid, META_TRUNCATE)).expect("meta"), None, "target forgotten once done");
     let r = log.read(0, usize::MAX).expect("read");
     assert_eq!(Batches::new(r.batches).count(), 1);
     assert_eq!(log.offset_for_timestamp(1500).expect("lookup"), None);

@@ -1,29 +1,34 @@
-//! Writes, all under the partition lock: append at the log end, truncation of the tail,
-//! deletion of the head (explicit or by retention).
+//! Appends, under the partition lock: the batch goes at the end of the active segment
+//! (a new one is rolled at `segment.bytes` or `segment.ms`), then into the index; the
+//! segment is marked for the next flush.
 
-use std::sync::atomic::Ordering;
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+};
 
 use bytes::BytesMut;
 use sluice_core::{BatchInfo, batch};
-use tracing::info;
 
-use super::{
-    PartitionLog,
-    keys::{IdxEntry, LOG_START_KEY, TRUNCATE_KEY, key, offset_of, ts_key},
-    recovery::finish_truncation,
-};
+use super::{PartitionLog, index::{IdxEntry, ts_key}};
 use crate::{
     error::{LogError, Result},
-    retention::{self, BatchSummary, RetentionLimits},
-    store::{AppendedBatch, PartitionStore},
+    segment::Segment,
+    storage::{Checkpoint, PartitionId, pkey},
+    store::AppendedBatch,
 };
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 impl PartitionLog {
-    /// [`PartitionStore::append`].
+    /// [`crate::PartitionStore::append`].
     pub(super) fn append_batch(&self, batch: &[u8], info: BatchInfo, leader_epoch: i32) -> Result<AppendedBatch> {
         let mut value = BytesMut::from(batch);
         let size_bytes = u32::try_from(value.len())
             .map_err(|_| LogError::Storage(format!("a batch of {} bytes cannot be stored", value.len())))?;
+        self.store.check_space(u64::from(size_bytes))?;
         let mut state = self.lock()?;
         let appended = AppendedBatch {
             base_offset: self.log_end.load(Ordering::Acquire),
@@ -35,132 +40,73 @@ impl PartitionLog {
         // Both lie outside the batch CRC: the producer's bytes are otherwise unchanged.
         batch::set_base_offset(&mut value, appended.base_offset);
         batch::set_partition_leader_epoch(&mut value, leader_epoch);
-        let k = key(appended.base_offset);
-        self.trees.log.insert(k, &value[..])?;
-        self.trees.idx.insert(k, &IdxEntry::of(&appended).encode())?;
+        let id = self.ensure_id()?;
+        let mut dirs = Vec::new();
+        let segment = self.active_segment(appended.base_offset, u64::from(size_bytes), &mut dirs)?;
+        let next = appended.next_offset();
+        let position = segment
+            .append(&value, next, appended.max_timestamp_ms)
+            .map_err(|e| LogError::io(&segment.path, "cannot write", &e))?;
+        let entry = IdxEntry {
+            segment: segment.base,
+            position: position as u32,
+            size: size_bytes,
+            record_count: info.record_count,
+            max_ts: appended.max_timestamp_ms,
+        };
+        let k = pkey(id.pid, appended.base_offset);
+        if let Err(e) = self.store.idx.insert(k, &entry.encode()[..]) {
+            // Not indexed: not stored. The next append overwrites the bytes.
+            let _ = segment.truncate(position, appended.base_offset);
+            return Err(e.into());
+        }
         if appended.max_timestamp_ms > state.running_max_ts {
             state.running_max_ts = appended.max_timestamp_ms;
-            self.trees.ts.insert(ts_key(appended.max_timestamp_ms), &k)?;
+            self.store.ts.insert(pkey(id.pid, ts_key(appended.max_timestamp_ms)), &appended.base_offset.to_be_bytes())?;
         }
-        self.log_end.store(appended.next_offset(), Ordering::Release);
+        self.log_end.store(next, Ordering::Release);
         self.size_bytes.fetch_add(u64::from(size_bytes), Ordering::Relaxed);
         self.batch_count.fetch_add(1, Ordering::Relaxed);
+        let generation = id.state.lock().map(|s| s.generation).unwrap_or(0);
+        let checkpoint = Checkpoint { offset: next, segment: segment.base, position: segment.len() };
+        self.store.mark_dirty(&id, generation, &segment, checkpoint, dirs);
         Ok(appended)
     }
 
-    /// [`PartitionStore::truncate_to`]. Records the target first, so that a crash (or a
-    /// failure) half-way is finished by the next open.
-    pub(super) fn truncate_suffix(&self, offset: u64) -> Result<u64> {
-        let mut state = self.lock()?;
-        let log_end = self.log_end.load(Ordering::Acquire);
-        if offset >= log_end {
-            return Ok(log_end);
+    /// The partition's id, assigned (and its directory created) at the first append.
+    fn ensure_id(&self) -> Result<Arc<PartitionId>> {
+        if let Some(id) = self.id.get() {
+            return Ok(id.clone());
         }
-        // The batch holding `offset` goes whole: the log then ends at its base.
-        let new_end = match self.trees.idx.range(..=key(offset)).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                let base = offset_of(&k)?;
-                if base + u64::from(IdxEntry::decode(&v)?.record_count) > offset { base } else { offset }
-            }
-            None => offset,
+        let pid = match self.store.find_pid(&self.topic, self.partition)? {
+            Some(pid) => pid,
+            None => self.store.assign_pid(&self.topic, self.partition)?,
         };
-        self.trees.meta.insert(TRUNCATE_KEY, &key(new_end))?;
-        let (bytes, batches) = match finish_truncation(&self.trees, new_end) {
-            Ok(removed) => removed,
-            Err(e) => {
-                state.unfinished_truncation = true;
-                return Err(e);
-            }
-        };
-        state.running_max_ts = self.trees.running_max_ts()?;
-        self.log_end.store(new_end, Ordering::Release);
-        if new_end < self.log_start.load(Ordering::Acquire) {
-            self.log_start.store(new_end, Ordering::Release);
-        }
-        self.size_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.batch_count.fetch_sub(batches, Ordering::Relaxed);
-        self.high_watermark.send_if_modified(|hw| {
-            let lowered = *hw > new_end;
-            if lowered {
-                *hw = new_end;
-            }
-            lowered
-        });
-        info!(topic = %self.topic, partition = self.partition, from = log_end, to = new_end, batches,
-              "log truncated");
-        Ok(new_end)
+        let id = Arc::new(PartitionId { pid, state: Default::default() });
+        Ok(self.id.get_or_init(|| id).clone())
     }
 
-    /// [`PartitionStore::delete_records_before`]. Records the new log start first so
-    /// that a crash half-way is finished by the next open.
-    pub(super) fn delete_prefix(&self, new_start: u64) -> Result<u64> {
-        let _state = self.lock()?;
-        let log_start = self.log_start.load(Ordering::Acquire);
-        if new_start <= log_start {
-            return Ok(0);
+    /// The segment the next batch (of `size` bytes, at `offset`) goes into, rolling a new
+    /// one when the active one is full or old. New directory entries go into `dirs`.
+    fn active_segment(&self, offset: u64, size: u64, dirs: &mut Vec<PathBuf>) -> Result<Arc<Segment>> {
+        let now = now_ms();
+        if let Some(s) = self.segments_read()?.values().next_back()
+            && !(s.len() > 0
+                && (s.len() + size > self.store.segment_bytes
+                    || now.saturating_sub(s.created_ms) >= self.store.segment_ms.min(i64::MAX as u64) as i64))
+        {
+            return Ok(s.clone());
         }
-        let high_watermark = self.high_watermark();
-        if new_start > high_watermark {
-            return Err(LogError::OffsetOutOfRange {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset: new_start.min(i64::MAX as u64) as i64,
-                log_start,
-                high_watermark,
-            });
+        if !self.dir.exists() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, "cannot create", &e))?;
+            dirs.push(self.store.data_dir().to_path_buf());
         }
-        self.trees.meta.insert(LOG_START_KEY, &key(new_start))?;
-        self.log_start.store(new_start, Ordering::Release);
-        let mut deleted = 0;
-        for item in self.trees.idx.range(..key(new_start)) {
-            let (k, v) = item?;
-            let e = IdxEntry::decode(&v)?;
-            if offset_of(&k)? + u64::from(e.record_count) > new_start {
-                break;
-            }
-            self.trees.log.remove(&k)?;
-            self.trees.idx.remove(&k)?;
-            self.size_bytes.fetch_sub(u64::from(e.stored_len), Ordering::Relaxed);
-            self.batch_count.fetch_sub(1, Ordering::Relaxed);
-            deleted += 1;
-        }
-        // Time index entries pointing below the new start are no longer useful, except
-        // the last one, which still bounds lookups for later timestamps.
-        let mut stale = Vec::new();
-        for item in self.trees.ts.iter() {
-            let (k, v) = item?;
-            if offset_of(&v)? >= new_start {
-                break;
-            }
-            stale.push(k);
-        }
-        stale.pop();
-        for k in stale {
-            self.trees.ts.remove(k)?;
-        }
-        Ok(deleted)
-    }
-
-    /// [`PartitionStore::apply_retention`].
-    pub(super) fn retain(&self, limits: RetentionLimits, now_ms: i64) -> Result<u64> {
-        let hw = self.high_watermark();
-        let summaries = self.trees.idx.iter().map_while(|item| {
-            let (k, v) = item.ok()?;
-            let base = offset_of(&k).ok()?;
-            let e = IdxEntry::decode(&v).ok()?;
-            let next = base + u64::from(e.record_count);
-            // Never delete what consumers cannot see yet.
-            (next <= hw).then_some(BatchSummary {
-                base_offset: base,
-                next_offset: next,
-                stored_len: u64::from(e.stored_len),
-                max_timestamp_ms: e.max_ts,
-            })
-        });
-        let Some(new_start) = retention::plan(summaries, self.size_bytes(), now_ms, limits) else {
-            return Ok(0);
-        };
-        self.delete_prefix(new_start)
+        dirs.push(self.dir.clone());
+        let segment =
+            Arc::new(Segment::create(&self.dir, offset, now).map_err(|e| LogError::io(&self.dir, "cannot create a segment in", &e))?);
+        let mut segments = self.segments_write()?;
+        // An empty segment at the same base (a failed first write) is replaced.
+        segments.insert(offset, segment.clone());
+        Ok(segment)
     }
 }
