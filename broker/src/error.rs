@@ -26,7 +26,9 @@ pub enum BrokerError {
     InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),
-    #[error("disk full: {path}: no space left on the device holding the data directory; free space there (the broker resumes by itself)")]
+    #[error(
+        "disk full: {path}: no space left on the device holding the data directory; free space there (the broker resumes by itself)"
+    )]
     DiskFull { path: String },
     #[error("damaged log: {0}")]
     Damaged(String),

@@ -215,8 +215,8 @@ async fn a_data_directory_of_the_old_format_is_refused_and_left_alone() {
     let err = broker.stderr();
     assert!(
         err.contains(&format!(
-            "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 (format 2): \
-             move it away or start with an empty --data-dir",
+            "data directory {}: holds Sluice format 1 batches; this broker stores Kafka RecordBatch v2 in segment \
+             files (format 3): move it away or start with an empty --data-dir",
             data.display()
         )),
         "{err}"
@@ -224,11 +224,28 @@ async fn a_data_directory_of_the_old_format_is_refused_and_left_alone() {
     assert!(!data.join("format-version").exists(), "the old directory is not marked");
     assert_eq!(std::fs::read(data.join("db").join("conf")).unwrap(), b"written by an old broker");
 
+    // Format 2 (batches inside sled) is refused the same way.
+    let two = dir.path().join("two");
+    std::fs::create_dir_all(two.join("db")).unwrap();
+    std::fs::write(two.join("format-version"), "2\n").unwrap();
+    let mut broker = BrokerProcess::spawn(&two, free_port(), &[]);
+    assert!(!broker.child.wait().unwrap().success());
+    let err = broker.stderr();
+    assert!(
+        err.contains(&format!(
+            "data directory {}: holds Sluice data format 2 (record batches inside the sled database); this broker \
+             stores them in segment files (format 3): move it away or start with an empty --data-dir",
+            two.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(two.join("format-version")).unwrap(), "2\n", "left alone");
+
     // A new directory is marked, and a restart on it is accepted.
     let fresh = dir.path().join("new");
     let mut broker = BrokerProcess::spawn(&fresh, free_port(), &[]);
     broker.wait_ready();
-    assert_eq!(std::fs::read_to_string(fresh.join("format-version")).unwrap(), "2\n");
+    assert_eq!(std::fs::read_to_string(fresh.join("format-version")).unwrap(), "3\n");
     broker.kill9();
     let mut again = BrokerProcess::spawn(&fresh, free_port(), &[]);
     again.wait_ready();

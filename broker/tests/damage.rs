@@ -9,7 +9,9 @@ mod common;
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use common::{BrokerProcess, connect, free_port};
-use sluice_client::{Admin, AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset};
+use sluice_client::{
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
+};
 
 const RECORDS: u64 = 400;
 
@@ -22,7 +24,10 @@ async fn written(data: &Path) {
     Admin::new(client.clone()).create_topic("d", 1, BTreeMap::new()).await.unwrap();
     let producer = Producer::new(client, ProducerConfig { linger: Duration::ZERO, ..Default::default() });
     for i in 0..RECORDS {
-        let d = producer.send(ProducerRecord::new("d").partition(0).value(format!("value-{i:05}-{}", "x".repeat(200)))).await.unwrap();
+        let d = producer
+            .send(ProducerRecord::new("d").partition(0).value(format!("value-{i:05}-{}", "x".repeat(200))))
+            .await
+            .unwrap();
         if i % 20 == 19 {
             d.await.unwrap();
         }
@@ -49,8 +54,12 @@ fn refused(data: &Path, extra: &[&str]) -> String {
 /// Offsets and values stored in d-0.
 async fn stored(addr: &str) -> Vec<(u64, String)> {
     let client = connect(addr).await;
-    let (hw, _) = Admin::new(client.clone()).list_offset("d", 0, sluice_client::proto::OffsetSpec::Latest, 0).await.unwrap();
-    let mut c = Consumer::new(client, ConsumerConfig { auto_offset_reset: AutoOffsetReset::None, check_crcs: true, ..Default::default() });
+    let (hw, _) =
+        Admin::new(client.clone()).list_offset("d", 0, sluice_client::proto::OffsetSpec::Latest, 0).await.unwrap();
+    let mut c = Consumer::new(
+        client,
+        ConsumerConfig { auto_offset_reset: AutoOffsetReset::None, check_crcs: true, ..Default::default() },
+    );
     c.assign("d", 0, StartOffset::Earliest).await.unwrap();
     let mut out = Vec::new();
     while c.position("d", 0).unwrap() < hw {
@@ -163,7 +172,10 @@ async fn a_lost_or_damaged_database_is_refused() {
 
     // Deleted.
     let err = refused(&data, &[]);
-    assert!(err.contains(&format!("{expected}it does not exist, but the directory holds partition directories; {fix}")), "{err}");
+    assert!(
+        err.contains(&format!("{expected}it does not exist, but the directory holds partition directories; {fix}")),
+        "{err}"
+    );
 
     // Replaced by an empty one (what sled makes of a truncated or zeroed file).
     std::fs::create_dir(&db).unwrap();

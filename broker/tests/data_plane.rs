@@ -156,7 +156,12 @@ async fn produce_batches(broker: &TestBroker, topic: &str, batches: u32, per_bat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_size_removes_old_batches_and_consumers_see_new_log_start() {
-    let broker = TestBroker::start_with(|c| c.retention_check_interval = Duration::from_millis(100)).await;
+    // Retention deletes whole segments: one batch per segment here.
+    let broker = TestBroker::start_with(|c| {
+        c.retention_check_interval = Duration::from_millis(100);
+        c.segment_bytes = 1;
+    })
+    .await;
     let admin = broker.admin().await;
     admin.create_topic("sized", 1, BTreeMap::new()).await.unwrap();
     produce_batches(&broker, "sized", 10, 10, sluice_broker::broker::now_ms()).await;
@@ -199,7 +204,12 @@ async fn retention_by_size_removes_old_batches_and_consumers_see_new_log_start()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_time_removes_expired_batches() {
-    let broker = TestBroker::start_with(|c| c.retention_check_interval = Duration::from_millis(100)).await;
+    // Retention deletes whole segments: one batch per segment here.
+    let broker = TestBroker::start_with(|c| {
+        c.retention_check_interval = Duration::from_millis(100);
+        c.segment_bytes = 1;
+    })
+    .await;
     let admin = broker.admin().await;
     admin.create_topic("timed", 1, BTreeMap::from([("retention.ms".to_string(), "60000".to_string())])).await.unwrap();
     let now = sluice_broker::broker::now_ms();

@@ -9,7 +9,10 @@ mod common;
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use common::{BrokerProcess, connect, free_port};
-use sluice_client::{Admin, AutoOffsetReset, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset};
+use sluice_client::{
+    Admin, AutoOffsetReset, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+    StartOffset,
+};
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -51,8 +54,12 @@ impl Drop for Unmount<'_> {
 
 async fn read_all(addr: &str, topic: &str) -> Vec<String> {
     let client = connect(addr).await;
-    let (hw, _) = Admin::new(client.clone()).list_offset(topic, 0, sluice_client::proto::OffsetSpec::Latest, 0).await.unwrap();
-    let mut c = Consumer::new(client, ConsumerConfig { auto_offset_reset: AutoOffsetReset::None, check_crcs: true, ..Default::default() });
+    let (hw, _) =
+        Admin::new(client.clone()).list_offset(topic, 0, sluice_client::proto::OffsetSpec::Latest, 0).await.unwrap();
+    let mut c = Consumer::new(
+        client,
+        ConsumerConfig { auto_offset_reset: AutoOffsetReset::None, check_crcs: true, ..Default::default() },
+    );
     c.assign(topic, 0, StartOffset::Earliest).await.unwrap();
     let mut out = Vec::new();
     while c.position(topic, 0).unwrap() < hw {
@@ -78,7 +85,10 @@ async fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_is_free
     let client = connect(&broker.addr).await;
     let admin = Admin::new(client.clone());
     for (topic, durability) in [("always", "always"), ("interval", "interval")] {
-        admin.create_topic(topic, 1, BTreeMap::from([("durability".to_string(), durability.to_string())])).await.unwrap();
+        admin
+            .create_topic(topic, 1, BTreeMap::from([("durability".to_string(), durability.to_string())]))
+            .await
+            .unwrap();
     }
     let producer = Producer::new(
         client,
@@ -90,7 +100,8 @@ async fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_is_free
         fill(&mnt, &filler, 3 << 20);
         let mut acked = 0usize;
         let err = loop {
-            let d = producer.send(ProducerRecord::new(topic).partition(0).value(format!("{acked}-{value}"))).await.unwrap();
+            let d =
+                producer.send(ProducerRecord::new(topic).partition(0).value(format!("{acked}-{value}"))).await.unwrap();
             match d.await {
                 Ok(_) => acked += 1,
                 Err(e) => break e,

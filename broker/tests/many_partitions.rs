@@ -42,7 +42,10 @@ async fn a_topic_of_thousands_of_partitions_is_created_quickly_while_the_broker_
             let mut slowest = Duration::ZERO;
             for _ in 0..40 {
                 let started = Instant::now();
-                tokio::time::timeout(Duration::from_secs(5), admin.list_topics(false)).await.expect("answered").unwrap();
+                tokio::time::timeout(Duration::from_secs(5), admin.list_topics(false))
+                    .await
+                    .expect("answered")
+                    .unwrap();
                 slowest = slowest.max(started.elapsed());
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

@@ -100,10 +100,8 @@ pub fn parse_partition_dir(name: &str) -> Option<(&str, u32)> {
 
 /// Names of the partition directories in the data directory.
 pub fn partition_dirs(dir: &Path) -> Result<impl Iterator<Item = String>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| LogError::DataDir {
-        path: dir.display().to_string(),
-        reason: format!("cannot list it: {e}"),
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| LogError::DataDir { path: dir.display().to_string(), reason: format!("cannot list it: {e}") })?;
     Ok(entries.flatten().filter_map(|e| {
         let name = e.file_name().to_string_lossy().into_owned();
         (e.file_type().is_ok_and(|t| t.is_dir()) && parse_partition_dir(&name).is_some()).then_some(name)

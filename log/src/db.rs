@@ -114,7 +114,10 @@ pub fn open(config: &LogConfig) -> Result<(Arc<LogStore>, DataDirLock)> {
 
 /// The message of a caught panic.
 pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "a panic".into())
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Deletes a partition's data: unlinks its directory, then forgets its keys (topic

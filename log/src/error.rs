@@ -14,7 +14,9 @@ pub enum LogError {
     #[error("storage error: {0}")]
     Io(String),
     /// The filesystem holding the data directory is full: nothing was stored.
-    #[error("disk full: {path}: no space left on the device holding the data directory; free space there (the broker resumes by itself)")]
+    #[error(
+        "disk full: {path}: no space left on the device holding the data directory; free space there (the broker resumes by itself)"
+    )]
     DiskFull { path: String },
     /// Stored data disagrees with the broker's own checkpoints, or fails its checks.
     #[error("damaged log: {0}")]

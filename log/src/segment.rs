@@ -152,6 +152,9 @@ impl Segment {
         if pos == file_len {
             return Ok(None);
         }
+        if pos > file_len {
+            return Err(format!("the file is {file_len} bytes, shorter than what was written to it"));
+        }
         if pos + HEADER_LEN as u64 > file_len {
             return Err(format!("{} bytes at the end are too short for a batch header", file_len - pos));
         }
@@ -162,7 +165,9 @@ impl Segment {
             return Err(format!("batch length {} does not fit the {} bytes left", h.batch_length, file_len - pos));
         }
         buf.resize(h.size(), 0);
-        self.file.read_exact_at(&mut buf[HEADER_LEN..], pos + HEADER_LEN as u64).map_err(|e| format!("cannot read: {e}"))?;
+        self.file
+            .read_exact_at(&mut buf[HEADER_LEN..], pos + HEADER_LEN as u64)
+            .map_err(|e| format!("cannot read: {e}"))?;
         check_batch(buf, expected_base).map(Some)
     }
 }

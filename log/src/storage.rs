@@ -56,12 +56,14 @@ pub(crate) fn meta_key(pid: u64, kind: u8) -> [u8; 9] {
 
 /// The second half of a [`pkey`].
 pub(crate) fn key_tail(k: &[u8]) -> Result<u64> {
-    let a: [u8; 8] = k.get(8..16).and_then(|s| s.try_into().ok()).ok_or_else(|| LogError::Storage("bad index key".into()))?;
+    let a: [u8; 8] =
+        k.get(8..16).and_then(|s| s.try_into().ok()).ok_or_else(|| LogError::Storage("bad index key".into()))?;
     Ok(u64::from_be_bytes(a))
 }
 
 pub(crate) fn u64_of(v: &[u8]) -> Result<u64> {
-    let a: [u8; 8] = v.get(..8).and_then(|s| s.try_into().ok()).ok_or_else(|| LogError::Storage("bad stored offset".into()))?;
+    let a: [u8; 8] =
+        v.get(..8).and_then(|s| s.try_into().ok()).ok_or_else(|| LogError::Storage("bad stored offset".into()))?;
     Ok(u64::from_be_bytes(a))
 }
 
@@ -132,7 +134,13 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: sled::Db, data_dir: PathBuf, segment_bytes: u64, segment_ms: u64, recover: bool) -> Result<Self> {
+    pub(crate) fn new(
+        db: sled::Db,
+        data_dir: PathBuf,
+        segment_bytes: u64,
+        segment_ms: u64,
+        recover: bool,
+    ) -> Result<Self> {
         Ok(Self {
             pids: db.open_tree("log/pids")?,
             idx: db.open_tree("log/idx")?,
@@ -233,7 +241,8 @@ impl LogStore {
         let n = taken.len();
         let mut failed = None;
         for d in &taken {
-            let r = d.dirs.iter().try_for_each(|dir| std::fs::File::open(dir)?.sync_all()).and_then(|()| d.segment.sync());
+            let r =
+                d.dirs.iter().try_for_each(|dir| std::fs::File::open(dir)?.sync_all()).and_then(|()| d.segment.sync());
             if let Err(e) = r {
                 failed = Some(LogError::io(&d.segment.path, "cannot flush", &e));
                 break;

@@ -57,6 +57,8 @@ impl MetadataStore for FakeMetadata {
 fn open(dir: &std::path::Path, metadata: Option<Arc<dyn MetadataStore>>) -> Broker {
     let mut config = BrokerConfig::standalone(dir, "127.0.0.1:0".parse().expect("addr"));
     config.metadata = metadata;
+    // Retention deletes whole segments: one batch per segment here.
+    config.segment_bytes = 1;
     Broker::open(config).expect("open")
 }
 

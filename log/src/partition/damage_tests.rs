@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use super::{PartitionLog, tests::{append, bases}};
+use super::{
+    PartitionLog,
+    tests::{append, bases},
+};
 use crate::{
     error::LogError,
     segment::file_name,
@@ -60,8 +63,14 @@ fn damage_below_the_checkpoint_is_refused_and_recover_truncates() {
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("damaged log: t-0: {} at byte ", seg.display())), "{msg}");
     assert!(msg.contains("CRC mismatch"), "{msg}");
-    assert!(msg.contains("the records from offset 40 on are unreadable, but they were flushed up to offset 50"), "{msg}");
-    assert!(msg.contains("start the broker with --recover to truncate it to its last valid batch (offset 40; 10 records"), "{msg}");
+    assert!(
+        msg.contains("the records from offset 40 on are unreadable, but they were flushed up to offset 50"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("start the broker with --recover to truncate it to its last valid batch (offset 40; 10 records"),
+        "{msg}"
+    );
     let log = PartitionLog::open(&store(dir.path(), true), "t", 0).expect("recover");
     assert_eq!(log.offsets(), LogOffsets { log_start: 0, log_end: 40, high_watermark: 40 });
     drop(log);
@@ -78,7 +87,10 @@ fn a_truncated_segment_is_refused() {
     let f = std::fs::OpenOptions::new().write(true).open(&seg).expect("open");
     f.set_len(100).expect("truncate");
     let msg = PartitionLog::open(&store(dir.path(), false), "t", 0).expect_err("damaged").to_string();
-    assert!(msg.contains("the records from offset 0 on are unreadable, but they were flushed up to offset 50"), "{msg}");
+    assert!(
+        msg.contains("the records from offset 0 on are unreadable, but they were flushed up to offset 50"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -9,7 +9,10 @@ use std::sync::{Arc, atomic::Ordering};
 
 use tracing::info;
 
-use super::{PartitionLog, index::{IdxEntry, ts_of}};
+use super::{
+    PartitionLog,
+    index::{IdxEntry, ts_of},
+};
 use crate::{
     error::{LogError, Result},
     retention::{self, BatchSummary, RetentionLimits},
@@ -107,8 +110,7 @@ impl PartitionLog {
         let cut_at = self.store.idx.get(pkey(pid, to))?.map(|v| IdxEntry::decode(&v)).transpose()?;
         {
             let mut segments = self.segments_write()?;
-            let doomed: Vec<u64> =
-                segments.keys().copied().filter(|b| *b >= to || to < recorded_start).collect();
+            let doomed: Vec<u64> = segments.keys().copied().filter(|b| *b >= to || to < recorded_start).collect();
             for base in doomed {
                 if let Some(s) = segments.remove(&base) {
                     unlink(&s)?;

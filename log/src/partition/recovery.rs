@@ -16,7 +16,10 @@ use super::{PartitionLog, index::ts_key, scan::scan};
 use crate::{
     error::{LogError, Result},
     segment::{Segment, parse_name},
-    storage::{CheckpointState, META_CHECKPOINT, META_LOG_START, META_TRUNCATE, PartitionId, key_tail, meta_key, pkey, remove_range, u64_of},
+    storage::{
+        CheckpointState, META_CHECKPOINT, META_LOG_START, META_TRUNCATE, PartitionId, key_tail, meta_key, pkey,
+        remove_range, u64_of,
+    },
 };
 
 /// How far before the checkpoint recovery re-checks batches (the tail is where damage
@@ -26,10 +29,8 @@ const VERIFY_WINDOW: u64 = 64 * 1024;
 impl PartitionLog {
     pub(super) fn recover(&self, pid: u64) -> Result<()> {
         let checkpoint = self.stored_checkpoint(pid)?;
-        let id = Arc::new(PartitionId {
-            pid,
-            state: Mutex::new(CheckpointState { generation: 0, written: checkpoint }),
-        });
+        let id =
+            Arc::new(PartitionId { pid, state: Mutex::new(CheckpointState { generation: 0, written: checkpoint }) });
         let _ = self.id.set(id);
         *self.segments_write()? = self.load_segments()?;
         if let Some(v) = self.store.meta.get(meta_key(pid, META_TRUNCATE))? {
@@ -81,7 +82,13 @@ impl PartitionLog {
         let (seg, pos, offset) = self.scan_start(pid, &segments, checkpoint, log_start)?;
         let end = match seg {
             Some(seg) => scan(&segments, seg, pos, offset),
-            None => super::scan::ScanEnd { segment: None, position: 0, offset: log_start, failure: None, batches: Vec::new() },
+            None => super::scan::ScanEnd {
+                segment: None,
+                position: 0,
+                offset: log_start,
+                failure: None,
+                batches: Vec::new(),
+            },
         };
         let stored_end = self.store.idx.range(pkey(pid, 0)..=pkey(pid, u64::MAX)).next_back();
         let dropped_bytes: u64 = segments
@@ -136,7 +143,8 @@ impl PartitionLog {
             log_end = base.max(log_start);
         }
         let running_max_ts = self.indexed_max_ts(pid)?;
-        self.state.lock().map_err(|_| LogError::Storage("partition lock poisoned".into()))?.running_max_ts = running_max_ts;
+        self.state.lock().map_err(|_| LogError::Storage("partition lock poisoned".into()))?.running_max_ts =
+            running_max_ts;
         self.log_start.store(log_start, Ordering::Release);
         self.log_end.store(log_end, Ordering::Release);
         self.high_watermark.send_replace(log_end);
@@ -209,7 +217,11 @@ impl PartitionLog {
         let Some(first) = segments.values().next() else { return Ok((None, 0, log_start)) };
         let from_first = (Some(first.base), 0, first.base);
         let indexed = self.store.idx.range(pkey(pid, 0)..=pkey(pid, u64::MAX)).next().is_some();
-        if self.store.recover || !indexed || checkpoint.offset <= first.base || !segments.contains_key(&checkpoint.segment) {
+        if self.store.recover
+            || !indexed
+            || checkpoint.offset <= first.base
+            || !segments.contains_key(&checkpoint.segment)
+        {
             return Ok(from_first);
         }
         let mut start = (Some(checkpoint.segment), checkpoint.position, checkpoint.offset);
@@ -226,13 +238,19 @@ impl PartitionLog {
 
     /// Makes the files and the index end where the scan ended: cuts the last valid
     /// segment, unlinks later ones, and re-indexes the scanned batches.
-    fn cut_after_scan(&self, pid: u64, end: &super::scan::ScanEnd, segments: &BTreeMap<u64, Arc<Segment>>) -> Result<()> {
+    fn cut_after_scan(
+        &self,
+        pid: u64,
+        end: &super::scan::ScanEnd,
+        segments: &BTreeMap<u64, Arc<Segment>>,
+    ) -> Result<()> {
         for s in segments.values() {
             match end.segment {
                 Some(b) if s.base < b => {}
                 Some(b) if s.base == b => {
                     if s.len() != end.position {
-                        s.truncate(end.position, end.offset).map_err(|e| LogError::io(&s.path, "cannot truncate", &e))?;
+                        s.truncate(end.position, end.offset)
+                            .map_err(|e| LogError::io(&s.path, "cannot truncate", &e))?;
                     }
                 }
                 _ => {

@@ -10,7 +10,10 @@ use std::{
 use bytes::BytesMut;
 use sluice_core::{BatchInfo, batch};
 
-use super::{PartitionLog, index::{IdxEntry, ts_key}};
+use super::{
+    PartitionLog,
+    index::{IdxEntry, ts_key},
+};
 use crate::{
     error::{LogError, Result},
     segment::Segment,
@@ -62,7 +65,9 @@ impl PartitionLog {
         }
         if appended.max_timestamp_ms > state.running_max_ts {
             state.running_max_ts = appended.max_timestamp_ms;
-            self.store.ts.insert(pkey(id.pid, ts_key(appended.max_timestamp_ms)), &appended.base_offset.to_be_bytes())?;
+            self.store
+                .ts
+                .insert(pkey(id.pid, ts_key(appended.max_timestamp_ms)), &appended.base_offset.to_be_bytes())?;
         }
         self.log_end.store(next, Ordering::Release);
         self.size_bytes.fetch_add(u64::from(size_bytes), Ordering::Relaxed);
@@ -102,8 +107,10 @@ impl PartitionLog {
             dirs.push(self.store.data_dir().to_path_buf());
         }
         dirs.push(self.dir.clone());
-        let segment =
-            Arc::new(Segment::create(&self.dir, offset, now).map_err(|e| LogError::io(&self.dir, "cannot create a segment in", &e))?);
+        let segment = Arc::new(
+            Segment::create(&self.dir, offset, now)
+                .map_err(|e| LogError::io(&self.dir, "cannot create a segment in", &e))?,
+        );
         let mut segments = self.segments_write()?;
         // An empty segment at the same base (a failed first write) is replaced.
         segments.insert(offset, segment.clone());
