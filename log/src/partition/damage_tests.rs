@@ -39,7 +39,7 @@ fn a_torn_tail_after_the_checkpoint_is_truncated() {
     // Half a batch written after the last flush, then a crash.
     let mut bytes = std::fs::read(&seg).expect("read");
     let len = bytes.len();
-    bytes.extend_from_slice(&bytes[..len / 10].to_vec());
+    bytes.extend_from_within(..len / 10);
     std::fs::write(&seg, &bytes).expect("write");
     let s = store(dir.path(), false);
     let log = PartitionLog::open(&s, "t", 0).expect("open");
