@@ -5,8 +5,10 @@
 //!   metadata store, and finding a partition's log.
 //! - `data_path`: produce (acks, durability, leader epoch), fetch long poll, list
 //!   offsets, retention runs, per-partition gauges.
+//! - `idempotence`: producer ids and the idempotent producer's checks around appends.
 
 mod data_path;
+mod idempotence;
 mod topics;
 
 #[cfg(test)]
@@ -51,6 +53,8 @@ pub struct Broker {
     metadata: Arc<dyn MetadataStore>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     group_commit: GroupCommit,
+    /// Producer ids and per-partition producer state.
+    idempotence: idempotence::Idempotence,
     metrics: Arc<Metrics>,
     /// `true` once shutdown began: long polls return at once with what they have.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -84,12 +88,14 @@ impl Broker {
         };
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(db.clone(), metrics.clone());
+        let idempotence = idempotence::Idempotence::open(&db)?;
         let broker = Self {
             config,
             db,
             metadata,
             topics: RwLock::new(HashMap::new()),
             group_commit,
+            idempotence,
             metrics,
             stopping: tokio::sync::watch::channel(false).0,
             _lock: lock,
@@ -127,8 +133,9 @@ impl Broker {
         self.group_commit.stop().await;
     }
 
-    /// Flushes everything to disk (shutdown).
+    /// Snapshots the producer state and flushes everything to disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
+        self.snapshot_producer_state()?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| BrokerError::Storage(e.to_string()))??;
         Ok(())

@@ -130,6 +130,7 @@ impl Session {
                 linger: Duration::from_millis(common.linger_ms),
                 batch_size: common.batch_size,
                 compression: common.compression,
+                enable_idempotence: common.idempotence,
                 // Room for a few full batches even when they are large.
                 buffer_memory: defaults.buffer_memory.max(4 * common.batch_size),
                 ..defaults

@@ -3,16 +3,25 @@
 //!
 //! Each partition has a queue and a sender task. Records go into the partition's open
 //! batch; the sender takes a batch when it is full (`batch_size`), when it is older than
-//! `linger`, or on [`Producer::flush`]. A partition has at most one request in flight,
-//! so batches of a partition are appended in the order they were sent, even across
-//! retries, while different partitions proceed in parallel. While a request is in
-//! flight the next batch keeps filling, which is where throughput comes from.
+//! `linger`, or on [`Producer::flush`]. Different partitions proceed in parallel, and
+//! while requests are in flight the next batch keeps filling, which is where throughput
+//! comes from.
+//!
+//! The producer is idempotent by default (as Kafka's is since 3.0): before its first
+//! send it obtains a producer id and epoch (`InitProducerId`), and every batch carries
+//! them with its partition's sequence number, so the broker stores a retried batch once
+//! and answers it with its original offset. That allows up to 5 requests in flight per
+//! partition without reordering or duplicates. Without idempotence a partition has one
+//! request in flight (unless `max_in_flight` says otherwise), so its batches are
+//! appended in send order even across retries.
 //!
 //! - [`accumulator`]: the batching rules (which batch a record joins, when a batch is
-//!   sealed, buffer accounting), pure and tested with explicit `Instant`s.
+//!   sealed, sequence numbers, buffer accounting), pure and tested with explicit `Instant`s.
 //! - `sender`: the per-partition task that sends sealed batches, with retries.
+//! - `in_flight`: the batches of a partition in flight, for ordering retries.
 
 mod accumulator;
+mod in_flight;
 mod sender;
 
 use std::{
@@ -63,6 +72,31 @@ pub struct ProducerConfig {
     /// Codec of every batch [compression.type]; the broker stores batches as they come
     /// and consumers decompress them. `batch_size` counts bytes before compression.
     pub compression: Compression,
+    /// Idempotent producer [enable.idempotence]: a producer id and per-partition
+    /// sequence numbers, so that retries never duplicate or reorder. Needs acks other
+    /// than 0 (with acks=0 it is off, as the producer learns nothing to retry on).
+    pub enable_idempotence: bool,
+    /// Requests in flight per partition [max.in.flight.requests.per.connection];
+    /// `None`: 5 with idempotence, 1 without. With idempotence at most 5 (the batches
+    /// the broker remembers per producer); without it, more than 1 may reorder batches
+    /// on retries.
+    pub max_in_flight: Option<usize>,
+}
+
+/// Most requests in flight per partition with idempotence.
+pub const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
+
+impl ProducerConfig {
+    fn idempotent(&self) -> bool {
+        self.enable_idempotence && self.acks != Acks::None
+    }
+
+    fn max_in_flight(&self) -> usize {
+        match (self.idempotent(), self.max_in_flight) {
+            (true, n) => n.unwrap_or(MAX_IN_FLIGHT_IDEMPOTENT).clamp(1, MAX_IN_FLIGHT_IDEMPOTENT),
+            (false, n) => n.unwrap_or(1).max(1),
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -81,6 +115,8 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
             compression: Compression::None,
+            enable_idempotence: true,
+            max_in_flight: None,
         }
     }
 }
@@ -196,14 +232,20 @@ struct PartitionQueue {
     topic: Arc<str>,
     partition: u32,
     batches: Mutex<PartitionBatches<BatchCompletion>>,
-    /// Wakes the partition's sender (a batch sealed or opened, a flush, close).
+    /// Wakes the partition's sender (a batch sealed or opened or completed, a flush, close).
     wake: Notify,
+    /// Batches sent and not yet completed.
+    sending: in_flight::InFlightBatches,
 }
 
 #[derive(Debug)]
 struct Inner {
     client: Client,
     config: ProducerConfig,
+    /// Requests in flight per partition (from `config`).
+    max_in_flight: usize,
+    /// The idempotent producer's id and epoch, obtained at the first send.
+    producer_id: tokio::sync::OnceCell<(i64, i16)>,
     /// Partition count per topic and when it was looked up.
     partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
     queues: Mutex<HashMap<(String, u32), Arc<PartitionQueue>>>,
@@ -235,6 +277,8 @@ impl Producer {
         Self {
             inner: Arc::new(Inner {
                 client,
+                max_in_flight: config.max_in_flight(),
+                producer_id: tokio::sync::OnceCell::new(),
                 config,
                 partition_counts: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
@@ -258,16 +302,42 @@ impl Producer {
         Ok(n)
     }
 
-    fn queue(&self, topic: &str, partition: u32) -> Arc<PartitionQueue> {
+    /// The producer id and epoch of an idempotent producer, obtained once.
+    async fn producer_id(&self) -> Result<Option<(i64, i16)>> {
+        if !self.inner.config.idempotent() {
+            return Ok(None);
+        }
+        let id = self
+            .inner
+            .producer_id
+            .get_or_try_init(|| async {
+                let req = sluice_proto::v1::InitProducerIdRequest { transactional_id: None };
+                let r = self.inner.client.raw().init_producer_id(req).await.map_err(ClientError::from)?.into_inner();
+                let epoch = i16::try_from(r.producer_epoch).map_err(|_| {
+                    ClientError::InvalidArgument(format!("the broker gave producer epoch {}", r.producer_epoch))
+                })?;
+                tracing::debug!(producer_id = r.producer_id, epoch, "idempotent producer");
+                Ok::<_, ClientError>((r.producer_id, epoch))
+            })
+            .await?;
+        Ok(Some(*id))
+    }
+
+    fn queue(&self, topic: &str, partition: u32, producer: Option<(i64, i16)>) -> Arc<PartitionQueue> {
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get(&(topic.to_string(), partition)) {
             return q.clone();
         }
+        let batches = match producer {
+            Some((id, epoch)) => PartitionBatches::idempotent(id, epoch),
+            None => PartitionBatches::default(),
+        };
         let q = Arc::new(PartitionQueue {
             topic: topic.into(),
             partition,
-            batches: Mutex::new(PartitionBatches::default()),
+            batches: Mutex::new(batches),
             wake: Notify::new(),
+            sending: Default::default(),
         });
         queues.insert((topic.to_string(), partition), q.clone());
         tokio::spawn(sender::sender_loop(Arc::downgrade(&self.inner), q.clone()));
@@ -281,6 +351,7 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
         }
+        let producer = self.producer_id().await?;
         let count = self.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
@@ -288,7 +359,7 @@ impl Producer {
             (None, None) => *lock(&self.inner.sticky).entry(record.topic.clone()).or_insert_with(|| rand_index(count)),
         };
         let ts = record.timestamp_ms.unwrap_or_else(now_ms);
-        let q = self.queue(&record.topic, partition);
+        let q = self.queue(&record.topic, partition, producer);
         let cfg = &self.inner.config;
         let parts = RecordParts {
             timestamp_ms: ts,
