@@ -156,6 +156,7 @@ impl Session {
             batch_size: common.batch_size,
             linger_ms: common.linger_ms,
             compression: common.compression.to_string(),
+            idempotence: common.idempotence && common.acks != sluice_client::Acks::None,
             rate: None,
             elapsed_s: 0.0,
             records_per_sec: 0.0,
