@@ -225,7 +225,8 @@ async fn responses_lost_by_the_network_create_no_duplicate() {
         }
         let record = ProducerRecord::new("lossy").partition(0).value(format!("v{i:06}"));
         deliveries.push(producer.send(record).await.unwrap());
-        if i % 50 == 0 {
+        if i % 20 == 0 {
+            // Spread over about a second, so the proxy cuts several connections.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
