@@ -30,7 +30,11 @@ fn acks_to_proto(acks: Acks) -> pb::Acks {
 pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
-        let next = if q.sending.len() >= strong.max_in_flight {
+        // Until the broker has stored a batch of this producer on the partition it has no
+        // state to order the others by (an unknown producer may start at any sequence, as
+        // in Kafka), so the first batch goes alone.
+        let limit = if q.acknowledged.load(Ordering::Acquire) { strong.max_in_flight } else { 1 };
+        let next = if q.sending.len() >= limit {
             Next::Wait
         } else {
             lock(&q.batches).next(strong.config.linger, Instant::now(), &strong.in_flight)
@@ -65,6 +69,9 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
 async fn send_batch(inner: Arc<Inner>, q: Arc<PartitionQueue>, batch: SealedBatch<BatchCompletion>) {
     let len = batch.bytes.len();
     let outcome = send_with_retries(&inner, &q, batch.order, batch.bytes).await;
+    if outcome.is_ok() {
+        q.acknowledged.store(true, Ordering::Release);
+    }
     q.sending.finish(batch.order);
     let _ = batch.done.done.send(outcome);
     inner.in_flight.completed(len);
