@@ -53,6 +53,10 @@ pub enum BrokerError {
     PartitionNotOwned { group: String, member: String, topic: String, partition: u32 },
     #[error("group '{group}' has {} live member(s): {}; stop them first", members.len(), members.join(", "))]
     GroupNotEmpty { group: String, members: Vec<String> },
+    #[error("out-of-order sequence on {topic}-{partition}: {reason}")]
+    OutOfOrderSequence { topic: String, partition: u32, reason: String },
+    #[error("{topic}-{partition}: {reason}")]
+    ProducerFenced { topic: String, partition: u32, reason: String },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("data directory {path}: {reason}")]

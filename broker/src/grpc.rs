@@ -81,6 +81,8 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::FencedMemberEpoch { .. } => (Code::FailedPrecondition, E::FencedMemberEpoch),
         BrokerError::PartitionNotOwned { .. } => (Code::FailedPrecondition, E::PartitionNotOwned),
         BrokerError::GroupNotEmpty { .. } => (Code::FailedPrecondition, E::GroupNotEmpty),
+        BrokerError::OutOfOrderSequence { .. } => (Code::FailedPrecondition, E::OutOfOrderSequence),
+        BrokerError::ProducerFenced { .. } => (Code::FailedPrecondition, E::InvalidProducerEpoch),
     };
     detail.code = ecode as i32;
     sluice_proto::error_status(code, e.to_string(), &detail)
@@ -302,5 +304,18 @@ impl Sluice for SluiceService {
             .alter_topic_config(&r.name, r.set.into_iter().collect())
             .map_err(|e| self.fail("alter_topic_config", e))?;
         Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(describe(t, self.broker.metadata().as_ref())) }))
+    }
+
+    async fn init_producer_id(
+        &self,
+        req: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let r = req.into_inner();
+        let (producer_id, epoch) = self
+            .broker
+            .init_producer_id(r.transactional_id.as_deref())
+            .await
+            .map_err(|e| self.fail("init_producer_id", e))?;
+        Ok(Response::new(pb::InitProducerIdResponse { producer_id, producer_epoch: i32::from(epoch) }))
     }
 }

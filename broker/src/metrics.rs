@@ -82,6 +82,11 @@ pub struct Metrics {
     pub disk_full: Gauge,
     /// Connections the broker closed, by reason (`idle`, `shutdown`).
     pub connections_closed: Family<CloseReasonLabels, Counter>,
+    /// Idempotent producers: retried batches answered with their original offset, and
+    /// batches refused for a sequence gap or a stale epoch.
+    pub produce_duplicates: Family<TopicLabels, Counter>,
+    pub produce_out_of_order: Family<TopicLabels, Counter>,
+    pub produce_fenced: Family<TopicLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -123,6 +128,9 @@ impl Metrics {
             connections_open: Gauge::default(),
             disk_full: Gauge::default(),
             connections_closed: Family::default(),
+            produce_duplicates: Family::default(),
+            produce_out_of_order: Family::default(),
+            produce_fenced: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -186,6 +194,21 @@ impl Metrics {
                 "connections_closed",
                 "Connections the broker closed: idle longer than --idle-connection-timeout-ms, or still open at the end of shutdown's grace period",
                 m.connections_closed.clone(),
+            );
+            r.register(
+                "produce_duplicate_batches",
+                "Retried batches of idempotent producers answered with their original offset, not stored again",
+                m.produce_duplicates.clone(),
+            );
+            r.register(
+                "produce_out_of_order_batches",
+                "Batches of idempotent producers refused for a sequence gap (OUT_OF_ORDER_SEQUENCE)",
+                m.produce_out_of_order.clone(),
+            );
+            r.register(
+                "produce_fenced_batches",
+                "Batches of idempotent producers refused for a stale producer epoch (INVALID_PRODUCER_EPOCH)",
+                m.produce_fenced.clone(),
             );
         }
         m

@@ -160,6 +160,10 @@ pub struct ProduceArgs {
     /// zstd. The broker stores them compressed; consumers decompress.
     #[arg(long, default_value = "none")]
     pub compression: sluice_core::Compression,
+    /// Idempotent producer [enable.idempotence]: the broker stores a retried batch once.
+    /// Off with --acks 0.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub idempotence: bool,
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {

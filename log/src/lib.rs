@@ -17,6 +17,9 @@
 //!   sled's crash leftovers before sled opens it.
 //! - [`group_commit`]: shares one flush among concurrent `durability=always` produce
 //!   requests, and flushes every interval for `durability=interval`.
+//! - [`producer_state`]: idempotent-producer state per partition (Kafka's
+//!   `ProducerStateManager`): duplicate, gap and epoch checks, snapshots in sled, and
+//!   the rebuild from the log tail.
 //! - [`error`]: the log's error type, [`LogError`].
 
 pub mod data_dir;
@@ -24,6 +27,7 @@ pub mod db;
 pub mod error;
 pub mod group_commit;
 pub mod partition;
+pub mod producer_state;
 pub mod retention;
 pub(crate) mod segment;
 pub mod storage;

@@ -57,9 +57,13 @@ def records_for(codec):
 
 def build(out_dir):
     for codec, cid in CODECS.items():
+        # Half the codecs as an idempotent producer writes them (an id the broker never
+        # issued: it accepts an unknown producer at any sequence, as Kafka does).
+        idempotent = cid % 2 == 1
         builder = DefaultRecordBatchBuilder(
             magic=2, compression_type=cid, is_transactional=False,
-            producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
+            producer_id=1000 + cid if idempotent else -1, producer_epoch=0 if idempotent else -1,
+            base_sequence=7 if idempotent else -1, batch_size=1 << 20,
         )
         expected = []
         for offset, (ts, key, value, headers) in enumerate(records_for(codec)):

@@ -9,11 +9,11 @@ use std::{
 
 use bytes::Bytes;
 use sluice_core::batch;
-use sluice_log::{PartitionStore, ReadResult, RetentionLimits};
+use sluice_log::{PartitionStore, ReadResult, RetentionLimits, producer_state::ProducerBatch};
 use tokio::time::timeout_at;
 use tracing::{debug, info, warn};
 
-use super::{Acks, Broker, Topic, now_ms};
+use super::{Acks, Broker, Topic, idempotence::IdempotentAppend, now_ms};
 use crate::{
     config::Durability,
     error::{BrokerError, Result},
@@ -56,7 +56,8 @@ impl Broker {
     /// Validates one batch (a Kafka RecordBatch v2: header, CRC and every record, a
     /// compressed one decompressed for the check) and appends it as it came, with its
     /// base offset and leader epoch written in; waits for durability as the topic
-    /// requires.
+    /// requires. A batch of an idempotent producer is checked against its producer
+    /// state first: a retry of a stored batch is answered with its original offset.
     pub async fn produce(&self, topic: &str, partition: u32, acks: Acks, batch: Bytes) -> Result<Appended> {
         let started = Instant::now();
         self.metadata.check_leader(topic, partition)?;
@@ -71,20 +72,39 @@ impl Broker {
         let info = batch::validate(&batch, t.config.max_message_bytes as usize)?;
         let now = now_ms();
         let leader_epoch = self.metadata.leader_epoch(topic, partition);
-        // The write blocks on the disk: off the async workers.
-        let stored = {
-            let (log, batch) = (log.clone(), batch.clone());
-            tokio::task::spawn_blocking(move || log.append(&batch, info, leader_epoch))
-                .await
-                .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))?
+        // The check and the write block on the disk: off the async workers.
+        let appended = {
+            let (log, batch, idempotence, metrics) =
+                (log.clone(), batch.clone(), self.idempotence.clone(), self.metrics.clone());
+            tokio::task::spawn_blocking(move || match ProducerBatch::of(&info) {
+                None => Ok(IdempotentAppend::Appended(log.append(&batch, info, leader_epoch)?)),
+                Some(producer) => idempotence.append(&log, producer, &batch, info, leader_epoch, &metrics),
+            })
+            .await
+            .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))?
         };
-        let stored = match stored {
-            Ok(s) => s,
+        let stored = match appended {
+            Ok(IdempotentAppend::Appended(stored)) => stored,
+            Ok(IdempotentAppend::Duplicate { base_offset, last_offset }) => {
+                if t.config.durability == Durability::Always && acks != Acks::None {
+                    // The original may still wait for its flush, or its request may
+                    // have been cancelled with the connection: answer once it is
+                    // durable, and make it visible.
+                    self.group_commit.flushed().await?;
+                    log.advance_high_watermark(last_offset + 1);
+                }
+                return Ok(Appended {
+                    base_offset,
+                    record_count: info.record_count,
+                    append_time_ms: now,
+                    log_start: log.log_start_offset(),
+                });
+            }
             Err(e) => {
-                if e.is_disk_full() {
+                if matches!(e, BrokerError::DiskFull { .. }) {
                     self.metrics.disk_full.set(1);
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let next = stored.next_offset();

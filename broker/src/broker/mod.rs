@@ -5,8 +5,10 @@
 //!   metadata store, and finding a partition's log.
 //! - `data_path`: produce (acks, durability, leader epoch), fetch long poll, list
 //!   offsets, retention runs, per-partition gauges.
+//! - `idempotence`: producer ids and the idempotent producer's checks around appends.
 
 mod data_path;
+mod idempotence;
 mod topics;
 
 #[cfg(test)]
@@ -53,6 +55,8 @@ pub struct Broker {
     metadata: Arc<dyn MetadataStore>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     group_commit: GroupCommit,
+    /// Producer ids and per-partition producer state.
+    idempotence: Arc<idempotence::Idempotence>,
     metrics: Arc<Metrics>,
     /// `true` once shutdown began: long polls return at once with what they have.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -90,6 +94,7 @@ impl Broker {
         };
         let metrics = Arc::new(Metrics::new());
         let group_commit = GroupCommit::start(store.clone(), config.flush_interval, metrics.clone());
+        let idempotence = Arc::new(idempotence::Idempotence::open(&db)?);
         let broker = Self {
             config,
             db,
@@ -97,6 +102,7 @@ impl Broker {
             metadata,
             topics: RwLock::new(HashMap::new()),
             group_commit,
+            idempotence,
             metrics,
             stopping: tokio::sync::watch::channel(false).0,
             _lock: lock,
@@ -139,8 +145,9 @@ impl Broker {
         self.group_commit.stop().await;
     }
 
-    /// Flushes everything to disk (shutdown).
+    /// Snapshots the producer state and flushes everything to disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
+        self.snapshot_producer_state()?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             store.flush_segments()?;

@@ -140,6 +140,7 @@ impl Broker {
 
     fn drop_partition(&self, name: &str, partition: u32) -> Result<()> {
         sluice_log::drop_partition(&self.store, name, partition)?;
+        self.idempotence.forget(name, partition)?;
         let labels = PartitionLabels { topic: name.to_string(), partition };
         self.metrics.partition_size_bytes.remove(&labels);
         self.metrics.partition_log_start.remove(&labels);

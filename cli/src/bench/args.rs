@@ -174,6 +174,9 @@ pub struct Common {
     /// Producer compression [compression.type]: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// Idempotent producer [enable.idempotence] (off with --acks 0).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub idempotence: bool,
     /// Record values: random bytes (incompressible) or JSON-like text (compresses as
     /// real events do).
     #[arg(long, value_enum, default_value_t = Payload::Random)]

@@ -321,6 +321,14 @@ impl Sluice for NullService {
     ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
         Err(Status::unimplemented("the transport-only server has no topic configuration"))
     }
+
+    async fn init_producer_id(
+        &self,
+        _req: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        // It checks no sequences; one id serves every producer.
+        Ok(Response::new(pb::InitProducerIdResponse { producer_id: 0, producer_epoch: 0 }))
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,8 @@ pub struct Report {
     pub linger_ms: u64,
     /// The producers' codec (`none` when uncompressed).
     pub compression: String,
+    /// Whether the producers were idempotent (`--idempotence`; off with acks=0).
+    pub idempotence: bool,
     /// Records per second asked for with `--rate`.
     pub rate: Option<u64>,
     pub elapsed_s: f64,
@@ -229,12 +231,13 @@ impl Report {
         let producers = plural(u64::from(self.producers), "producer");
         let partitions = plural(u64::from(self.partitions), "partition");
         let producer_settings = format!(
-            "acks={}, durability={}, batch={} linger={} ms compression={}",
+            "acks={}, durability={}, batch={} linger={} ms compression={} idempotence={}",
             self.acks,
             self.durability,
             bytes(self.batch_size as u64),
             self.linger_ms,
-            self.compression
+            self.compression,
+            if self.idempotence { "on" } else { "off" }
         );
         match self.workload {
             "consume" => format!(
@@ -367,6 +370,7 @@ mod tests {
             batch_size: 256 * 1024,
             linger_ms: 5,
             compression: "none".into(),
+            idempotence: true,
             rate: None,
             elapsed_s: 2.0,
             records_per_sec: 500_000.0,
@@ -403,7 +407,7 @@ mod tests {
         assert_eq!(
             first,
             "produce: 1,000,000 records, 100 B, 1 producer, 4 partitions, acks=all, \
-             durability=interval, batch=256 KiB linger=5 ms compression=none"
+             durability=interval, batch=256 KiB linger=5 ms compression=none idempotence=on"
         );
         assert!(text.contains("throughput: 500,000 records/s, 50.0 MB/s of payload (2.00 s)"), "{text}");
     }

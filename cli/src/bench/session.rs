@@ -130,6 +130,7 @@ impl Session {
                 linger: Duration::from_millis(common.linger_ms),
                 batch_size: common.batch_size,
                 compression: common.compression,
+                enable_idempotence: common.idempotence,
                 // Room for a few full batches even when they are large.
                 buffer_memory: defaults.buffer_memory.max(4 * common.batch_size),
                 ..defaults
@@ -155,6 +156,7 @@ impl Session {
             batch_size: common.batch_size,
             linger_ms: common.linger_ms,
             compression: common.compression.to_string(),
+            idempotence: common.idempotence && common.acks != sluice_client::Acks::None,
             rate: None,
             elapsed_s: 0.0,
             records_per_sec: 0.0,

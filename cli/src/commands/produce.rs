@@ -75,7 +75,12 @@ pub async fn run(client: Client, args: ProduceArgs) -> Result<()> {
 }
 
 fn producer_config(args: &ProduceArgs) -> Result<ProducerConfig> {
-    let mut config = ProducerConfig { acks: args.acks, compression: args.compression, ..ProducerConfig::default() };
+    let mut config = ProducerConfig {
+        acks: args.acks,
+        compression: args.compression,
+        enable_idempotence: args.idempotence,
+        ..ProducerConfig::default()
+    };
     if let Some(ms) = args.linger_ms {
         config.linger = Duration::from_millis(ms);
     }

@@ -3,6 +3,10 @@
 //! `buffer_memory` back-pressure reads. Pure: time comes in as `Instant`s, and whoever
 //! completes a batch is a type parameter, so the rules are tested without a runtime or
 //! a socket. The sender task that drains it lives in `sender.rs`.
+//!
+//! With an idempotent producer, sealing writes the producer id, epoch and the
+//! partition's next sequence into the batch (Kafka's producer assigns sequences when a
+//! batch is drained; here sealing fixes the send order, so the two agree).
 
 use std::{
     collections::VecDeque,
@@ -12,6 +16,11 @@ use std::{
 
 use bytes::Bytes;
 use sluice_core::{BatchBuilder, BatchError, Compression, Header};
+
+/// `sequence + by`, wrapping from `i32::MAX` to 0 as Kafka's sequences do.
+pub(crate) fn increment_sequence(sequence: i32, by: i32) -> i32 {
+    if sequence > i32::MAX - by { by - (i32::MAX - sequence) - 1 } else { sequence + by }
+}
 
 /// What a batch carries to its completion, and what it hands each record that joins it
 /// (the producer: a oneshot sender, and the shared receiver every delivery future polls).
@@ -90,6 +99,8 @@ struct OpenBatch<D> {
 pub(crate) struct SealedBatch<D> {
     pub bytes: Bytes,
     pub done: D,
+    /// Position in the partition's send order (0, 1, …).
+    pub order: u64,
 }
 
 /// What the sender of a partition should do next.
@@ -109,11 +120,31 @@ pub(crate) struct PartitionBatches<D> {
     sealed: VecDeque<SealedBatch<D>>,
     /// Set by a flush: send the open batch without waiting for linger.
     flush_requested: bool,
+    /// The idempotent producer's id and epoch, and the sequence of the next batch.
+    producer: Option<(i64, i16)>,
+    next_sequence: i32,
+    /// Batches sealed so far.
+    sealed_count: u64,
 }
 
 impl<D> Default for PartitionBatches<D> {
     fn default() -> Self {
-        Self { open: None, sealed: VecDeque::new(), flush_requested: false }
+        Self {
+            open: None,
+            sealed: VecDeque::new(),
+            flush_requested: false,
+            producer: None,
+            next_sequence: 0,
+            sealed_count: 0,
+        }
+    }
+}
+
+impl<D> PartitionBatches<D> {
+    /// The batches of an idempotent producer: sealed batches carry `producer_id`,
+    /// `epoch` and sequences from 0.
+    pub(crate) fn idempotent(producer_id: i64, epoch: i16) -> Self {
+        Self { producer: Some((producer_id, epoch)), ..Self::default() }
     }
 }
 
@@ -188,7 +219,11 @@ impl<D: Completion> PartitionBatches<D> {
     /// Moves the open batch to the sealed queue (compressing it). Returns its size (0
     /// without one). A batch that cannot be encoded fails its records instead.
     fn seal(&mut self, in_flight: &InFlight) -> usize {
-        let Some(open) = self.open.take() else { return 0 };
+        let Some(mut open) = self.open.take() else { return 0 };
+        let records = open.builder.len() as i32;
+        if let Some((producer_id, epoch)) = self.producer {
+            open.builder.set_producer(producer_id, epoch, self.next_sequence);
+        }
         let bytes = match open.builder.finish() {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -196,9 +231,13 @@ impl<D: Completion> PartitionBatches<D> {
                 return 0;
             }
         };
+        if self.producer.is_some() {
+            self.next_sequence = increment_sequence(self.next_sequence, records);
+        }
         let n = bytes.len();
         in_flight.sealed(n);
-        self.sealed.push_back(SealedBatch { bytes, done: open.done });
+        self.sealed.push_back(SealedBatch { bytes, done: open.done, order: self.sealed_count });
+        self.sealed_count += 1;
         n
     }
 }
@@ -343,6 +382,33 @@ mod tests {
         acc.add(VALUE, 1 << 20, t0);
         assert_eq!(acc.take(linger, t0), None);
         assert_eq!(acc.take(linger, t0 + linger), Some((3, 1)));
+    }
+
+    #[test]
+    fn an_idempotent_producers_batches_carry_consecutive_sequences_in_send_order() {
+        let t0 = Instant::now();
+        let mut acc = Acc { batches: PartitionBatches::idempotent(9 << 40, 2), ..Acc::default() };
+        acc.batches.next_sequence = i32::MAX - 2;
+        let size = batch_of(2) + 20;
+        for _ in 0..5 {
+            acc.add(VALUE, size, t0);
+        }
+        acc.batches.flush(&acc.in_flight);
+        let mut got = Vec::new();
+        while let Next::Send(b) = acc.batches.next(Duration::ZERO, t0, &acc.in_flight) {
+            let info = peek(&b.bytes).expect("a batch");
+            got.push((b.order, info.producer_id, info.producer_epoch, info.base_sequence, info.record_count));
+            acc.in_flight.completed(b.bytes.len());
+        }
+        // Sequences wrap from i32::MAX to 0.
+        let pid = 9 << 40;
+        assert_eq!(got, [(0, pid, 2, i32::MAX - 2, 2), (1, pid, 2, i32::MAX, 2), (2, pid, 2, 1, 1)]);
+        let mut plain = Acc::default();
+        plain.add(VALUE, 1 << 20, t0);
+        plain.batches.flush(&plain.in_flight);
+        let Next::Send(b) = plain.batches.next(Duration::ZERO, t0, &plain.in_flight) else { panic!("a batch") };
+        let info = peek(&b.bytes).expect("a batch");
+        assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (-1, -1, -1));
     }
 
     #[test]

@@ -3,16 +3,27 @@
 //!
 //! Each partition has a queue and a sender task. Records go into the partition's open
 //! batch; the sender takes a batch when it is full (`batch_size`), when it is older than
-//! `linger`, or on [`Producer::flush`]. A partition has at most one request in flight,
-//! so batches of a partition are appended in the order they were sent, even across
-//! retries, while different partitions proceed in parallel. While a request is in
-//! flight the next batch keeps filling, which is where throughput comes from.
+//! `linger`, or on [`Producer::flush`]. Different partitions proceed in parallel, and
+//! while requests are in flight the next batch keeps filling, which is where throughput
+//! comes from.
+//!
+//! The producer is idempotent by default (as Kafka's is since 3.0): before its first
+//! send it obtains a producer id and epoch (`InitProducerId`), and every batch carries
+//! them with its partition's sequence number, so the broker stores a retried batch once
+//! and answers it with its original offset. That allows up to 5 requests in flight per
+//! partition without reordering or duplicates. Without idempotence a partition has one
+//! request in flight (unless `max_in_flight` says otherwise), so its batches are
+//! appended in send order even across retries.
 //!
 //! - [`accumulator`]: the batching rules (which batch a record joins, when a batch is
-//!   sealed, buffer accounting), pure and tested with explicit `Instant`s.
+//!   sealed, sequence numbers, buffer accounting), pure and tested with explicit `Instant`s.
 //! - `sender`: the per-partition task that sends sealed batches, with retries.
+//! - `in_flight`: the batches of a partition in flight, for ordering retries.
+//! - `config`: [`ProducerConfig`].
 
 mod accumulator;
+mod config;
+mod in_flight;
 mod sender;
 
 use std::{
@@ -24,12 +35,12 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use futures::future::{FutureExt, Shared};
-use sluice_core::{Compression, Header};
+use sluice_core::Header;
 use tokio::sync::{Notify, oneshot};
 
 use self::accumulator::{Completion, InFlight, PartitionBatches, RecordParts};
@@ -39,51 +50,8 @@ use crate::{
     partitioner,
 };
 
+pub use self::config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 pub use sluice_core::Acks;
-
-/// Producer settings (Kafka's names in brackets).
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// [acks]
-    pub acks: Acks,
-    /// Longest time a record waits for its batch to fill [linger.ms].
-    pub linger: Duration,
-    /// Target batch size in bytes [batch.size]; must stay below the topic's
-    /// max.message.bytes.
-    pub batch_size: usize,
-    /// Bytes of sealed batches waiting to be sent before `send` waits [buffer.memory].
-    pub buffer_memory: usize,
-    /// Give up on a batch after retrying retriable errors this long [delivery.timeout.ms].
-    pub delivery_timeout: Duration,
-    /// Pause between retries [retry.backoff.ms].
-    pub retry_backoff: Duration,
-    /// How long a topic's partition count is trusted before it is looked up again, so
-    /// partitions added to a topic are used without a restart [metadata.max.age.ms].
-    pub metadata_max_age: Duration,
-    /// Codec of every batch [compression.type]; the broker stores batches as they come
-    /// and consumers decompress them. `batch_size` counts bytes before compression.
-    pub compression: Compression,
-}
-
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        Self {
-            acks: Acks::All,
-            // No artificial wait: with one request in flight per partition, records
-            // that arrive while a batch is being sent form the next batch anyway.
-            linger: Duration::ZERO,
-            // sled writes a tree node larger than 128 KiB (a quarter of its 512 KiB
-            // segment) as a blob file of its own; smaller batches keep the broker's
-            // memory bounded and its disk use near the data size (docs/benchmarks.md).
-            batch_size: 64 * 1024,
-            buffer_memory: 32 * 1024 * 1024,
-            delivery_timeout: Duration::from_secs(30),
-            retry_backoff: Duration::from_millis(100),
-            metadata_max_age: Duration::from_secs(300),
-            compression: Compression::None,
-        }
-    }
-}
 
 /// A record to send.
 #[derive(Debug, Clone)]
@@ -196,14 +164,22 @@ struct PartitionQueue {
     topic: Arc<str>,
     partition: u32,
     batches: Mutex<PartitionBatches<BatchCompletion>>,
-    /// Wakes the partition's sender (a batch sealed or opened, a flush, close).
+    /// Wakes the partition's sender (a batch sealed or opened or completed, a flush, close).
     wake: Notify,
+    /// Batches sent and not yet completed.
+    sending: in_flight::InFlightBatches,
+    /// Set once a batch of the partition was acknowledged.
+    acknowledged: AtomicBool,
 }
 
 #[derive(Debug)]
 struct Inner {
     client: Client,
     config: ProducerConfig,
+    /// Requests in flight per partition (from `config`).
+    max_in_flight: usize,
+    /// The idempotent producer's id and epoch, obtained at the first send.
+    producer_id: tokio::sync::OnceCell<(i64, i16)>,
     /// Partition count per topic and when it was looked up.
     partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
     queues: Mutex<HashMap<(String, u32), Arc<PartitionQueue>>>,
@@ -235,6 +211,8 @@ impl Producer {
         Self {
             inner: Arc::new(Inner {
                 client,
+                max_in_flight: config.max_in_flight(),
+                producer_id: tokio::sync::OnceCell::new(),
                 config,
                 partition_counts: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
@@ -258,16 +236,43 @@ impl Producer {
         Ok(n)
     }
 
-    fn queue(&self, topic: &str, partition: u32) -> Arc<PartitionQueue> {
+    /// The producer id and epoch of an idempotent producer, obtained once.
+    async fn producer_id(&self) -> Result<Option<(i64, i16)>> {
+        if !self.inner.config.idempotent() {
+            return Ok(None);
+        }
+        let id = self
+            .inner
+            .producer_id
+            .get_or_try_init(|| async {
+                let req = sluice_proto::v1::InitProducerIdRequest { transactional_id: None };
+                let r = self.inner.client.raw().init_producer_id(req).await.map_err(ClientError::from)?.into_inner();
+                let epoch = i16::try_from(r.producer_epoch).map_err(|_| {
+                    ClientError::InvalidArgument(format!("the broker gave producer epoch {}", r.producer_epoch))
+                })?;
+                tracing::debug!(producer_id = r.producer_id, epoch, "idempotent producer");
+                Ok::<_, ClientError>((r.producer_id, epoch))
+            })
+            .await?;
+        Ok(Some(*id))
+    }
+
+    fn queue(&self, topic: &str, partition: u32, producer: Option<(i64, i16)>) -> Arc<PartitionQueue> {
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get(&(topic.to_string(), partition)) {
             return q.clone();
         }
+        let batches = match producer {
+            Some((id, epoch)) => PartitionBatches::idempotent(id, epoch),
+            None => PartitionBatches::default(),
+        };
         let q = Arc::new(PartitionQueue {
             topic: topic.into(),
             partition,
-            batches: Mutex::new(PartitionBatches::default()),
+            batches: Mutex::new(batches),
             wake: Notify::new(),
+            sending: Default::default(),
+            acknowledged: AtomicBool::new(false),
         });
         queues.insert((topic.to_string(), partition), q.clone());
         tokio::spawn(sender::sender_loop(Arc::downgrade(&self.inner), q.clone()));
@@ -281,6 +286,7 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
         }
+        let producer = self.producer_id().await?;
         let count = self.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
@@ -288,7 +294,7 @@ impl Producer {
             (None, None) => *lock(&self.inner.sticky).entry(record.topic.clone()).or_insert_with(|| rand_index(count)),
         };
         let ts = record.timestamp_ms.unwrap_or_else(now_ms);
-        let q = self.queue(&record.topic, partition);
+        let q = self.queue(&record.topic, partition, producer);
         let cfg = &self.inner.config;
         let parts = RecordParts {
             timestamp_ms: ts,

@@ -1,6 +1,8 @@
-//! The sender task of one partition: takes what the accumulator says is ready, sends it
-//! with retries (at most one request in flight, so batches are appended in order), and
-//! completes the batch's delivery futures.
+//! The sender task of one partition: takes what the accumulator says is ready and sends
+//! it, up to the producer's in-flight limit at once (1 without idempotence, so batches
+//! are appended in order even across retries; up to 5 with it, where sequence numbers
+//! keep the order and make retries safe), each with retries, and completes the batch's
+//! delivery futures.
 
 use std::{
     sync::{Arc, Weak, atomic::Ordering},
@@ -11,7 +13,9 @@ use bytes::Bytes;
 use sluice_proto::v1 as pb;
 use tracing::{debug, warn};
 
-use super::{Acks, BatchOutcome, Inner, PartitionQueue, accumulator::Next, lock};
+use super::{
+    Acks, BatchCompletion, BatchOutcome, Inner, PartitionQueue, accumulator::Next, accumulator::SealedBatch, lock,
+};
 use crate::error::ClientError;
 
 fn acks_to_proto(acks: Acks) -> pb::Acks {
@@ -26,14 +30,19 @@ fn acks_to_proto(acks: Acks) -> pb::Acks {
 pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
     loop {
         let Some(strong) = inner.upgrade() else { return };
-        let next = lock(&q.batches).next(strong.config.linger, Instant::now(), &strong.in_flight);
+        // Until the broker has stored a batch of this producer on the partition it has no
+        // state to order the others by (an unknown producer may start at any sequence, as
+        // in Kafka), so the first batch goes alone.
+        let limit = if q.acknowledged.load(Ordering::Acquire) { strong.max_in_flight } else { 1 };
+        let next = if q.sending.len() >= limit {
+            Next::Wait
+        } else {
+            lock(&q.batches).next(strong.config.linger, Instant::now(), &strong.in_flight)
+        };
         match next {
             Next::Send(batch) => {
-                let len = batch.bytes.len();
-                let outcome = send_with_retries(&strong, &q, batch.bytes).await;
-                let _ = batch.done.done.send(outcome);
-                strong.in_flight.completed(len);
-                strong.progress.notify_waiters();
+                q.sending.start(batch.order);
+                tokio::spawn(send_batch(strong, q.clone(), batch));
             }
             Next::WaitUntil(due) => {
                 let closed = strong.closed.load(Ordering::Acquire);
@@ -44,7 +53,7 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
                 let _ = tokio::time::timeout_at(due.into(), q.wake.notified()).await;
             }
             Next::Wait => {
-                let closed = strong.closed.load(Ordering::Acquire);
+                let closed = strong.closed.load(Ordering::Acquire) && q.sending.len() == 0;
                 drop(strong);
                 if closed {
                     return;
@@ -56,7 +65,21 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
     }
 }
 
-async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> BatchOutcome {
+/// Sends one batch with retries, then completes it and frees its in-flight slot.
+async fn send_batch(inner: Arc<Inner>, q: Arc<PartitionQueue>, batch: SealedBatch<BatchCompletion>) {
+    let len = batch.bytes.len();
+    let outcome = send_with_retries(&inner, &q, batch.order, batch.bytes).await;
+    if outcome.is_ok() {
+        q.acknowledged.store(true, Ordering::Release);
+    }
+    q.sending.finish(batch.order);
+    let _ = batch.done.done.send(outcome);
+    inner.in_flight.completed(len);
+    inner.progress.notify_waiters();
+    q.wake.notify_one();
+}
+
+async fn send_with_retries(inner: &Inner, q: &PartitionQueue, order: u64, batch: Bytes) -> BatchOutcome {
     let deadline = Instant::now() + inner.config.delivery_timeout;
     let mut attempt = 0u32;
     loop {
@@ -69,6 +92,8 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
             producer_id: -1,
             base_sequence: -1,
         };
+        // An out-of-order refusal is final only if no earlier batch could still fill the gap.
+        let oldest = q.sending.is_oldest(order);
         let err = match inner.client.partition_client(&q.topic, q.partition).await.produce(req).await {
             Ok(r) => {
                 let r = r.into_inner();
@@ -78,6 +103,14 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: Bytes) -> B
             }
             Err(s) => ClientError::from(s),
         };
+        if err.kind() == Some(pb::ErrorCode::OutOfOrderSequence) && !oldest {
+            // It overtook an earlier batch of the partition: resend once those are done.
+            debug!(topic = %q.topic, partition = q.partition, attempt, "batch overtook an earlier one; resending after it");
+            if q.sending.wait_until_oldest(order, deadline).await {
+                continue;
+            }
+            return Err(ClientError::Timeout(inner.config.delivery_timeout));
+        }
         inner.client.refresh_route(&q.topic, q.partition, &err).await;
         if !err.is_retriable() || Instant::now() + inner.config.retry_backoff >= deadline {
             return Err(err);

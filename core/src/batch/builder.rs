@@ -1,6 +1,6 @@
 //! [`BatchBuilder`]: accumulates records and encodes one RecordBatch v2, compressed with
-//! the producer's codec. Producer-id fields carry Kafka's "no producer" values until the
-//! idempotent producer fills them.
+//! the producer's codec. Producer-id fields carry Kafka's "no producer" values unless an
+//! idempotent producer sets them ([`BatchBuilder::set_producer`]) before sealing.
 
 use bytes::{Bytes, BytesMut};
 
@@ -23,6 +23,8 @@ pub struct BatchBuilder {
     count: i32,
     base_ts: i64,
     max_ts: i64,
+    /// producerId, producerEpoch, baseSequence (inside the CRC).
+    producer: (i64, i16, i32),
     scratch: Vec<u8>,
 }
 
@@ -42,7 +44,22 @@ impl BatchBuilder {
     pub fn new(compression: Compression, bytes: usize) -> Self {
         let mut buf = BytesMut::with_capacity(bytes + HEADER_LEN);
         buf.resize(HEADER_LEN, 0);
-        Self { buf, compression, count: 0, base_ts: -1, max_ts: -1, scratch: Vec::with_capacity(64) }
+        Self {
+            buf,
+            compression,
+            count: 0,
+            base_ts: -1,
+            max_ts: -1,
+            producer: (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Marks the batch as written by idempotent producer `producer_id` at `epoch`, its
+    /// first record carrying sequence `base_sequence` (Kafka's producerId, producerEpoch
+    /// and baseSequence header fields).
+    pub fn set_producer(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        self.producer = (producer_id, epoch, base_sequence);
     }
 
     /// Number of records appended so far.
@@ -123,9 +140,10 @@ impl BatchBuilder {
         h[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
         h[27..35].copy_from_slice(&self.base_ts.to_be_bytes());
         h[35..43].copy_from_slice(&self.max_ts.to_be_bytes());
-        h[43..51].copy_from_slice(&NO_PRODUCER_ID.to_be_bytes());
-        h[51..53].copy_from_slice(&NO_PRODUCER_EPOCH.to_be_bytes());
-        h[53..57].copy_from_slice(&NO_SEQUENCE.to_be_bytes());
+        let (producer_id, producer_epoch, base_sequence) = self.producer;
+        h[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        h[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        h[53..57].copy_from_slice(&base_sequence.to_be_bytes());
         h[57..61].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
         buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());

@@ -101,6 +101,25 @@ fn every_codec_round_trips() {
 }
 
 #[test]
+fn an_idempotent_batch_carries_its_producer_fields_inside_the_crc() {
+    let mut b = BatchBuilder::new(Compression::None, 1024);
+    b.push(1_000, None, Some(b"v"), &[]);
+    b.push(1_001, None, Some(b"w"), &[]);
+    b.set_producer(42 << 40, 3, i32::MAX - 1);
+    let batch = b.finish().expect("finish");
+    let h = BatchHeader::parse(&batch).expect("header");
+    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42 << 40, 3, i32::MAX - 1));
+    assert_eq!(h.crc, crc32c::crc32c(&batch[21..]));
+    let info = validate(&batch, 1 << 20).expect("valid");
+    assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (42 << 40, 3, i32::MAX - 1));
+    let mut no_epoch = BatchBuilder::new(Compression::None, 1024);
+    no_epoch.push(1_000, None, Some(b"v"), &[]);
+    no_epoch.set_producer(7, -1, 0);
+    let err = validate(&no_epoch.finish().expect("finish"), 1 << 20).expect_err("no epoch").to_string();
+    assert_eq!(err, "corrupt batch: producer id 7 comes with producer epoch -1 (an idempotent batch needs an epoch)");
+}
+
+#[test]
 fn header_is_kafkas_layout() {
     let batch = sample(3, Compression::Gzip);
     let h = BatchHeader::parse(&batch).expect("header");

@@ -105,6 +105,12 @@ fn check_attributes_and_producer(h: &BatchHeader) -> Result<(), BatchError> {
             h.producer_id, h.base_sequence
         )));
     }
+    if h.producer_id >= 0 && h.producer_epoch < 0 {
+        return Err(corrupt(format!(
+            "producer id {} comes with producer epoch {} (an idempotent batch needs an epoch)",
+            h.producer_id, h.producer_epoch
+        )));
+    }
     Ok(())
 }
 

@@ -1,0 +1,83 @@
+//! The batches of one partition that are in flight (sent or being retried, not yet
+//! completed), in send order. With several in flight, a batch may reach the broker
+//! before the one sealed just before it and be refused as out of order; the sender
+//! retries it once every earlier batch has completed (Kafka's producer does the same),
+//! and treats the refusal as final only for a batch that was the oldest when it was sent.
+
+use std::{collections::BTreeSet, sync::Mutex, time::Instant};
+
+use tokio::sync::Notify;
+
+use super::lock;
+
+#[derive(Debug, Default)]
+pub(super) struct InFlightBatches {
+    orders: Mutex<BTreeSet<u64>>,
+    /// Signalled when a batch completes.
+    completed: Notify,
+}
+
+impl InFlightBatches {
+    pub(super) fn len(&self) -> usize {
+        lock(&self.orders).len()
+    }
+
+    pub(super) fn start(&self, order: u64) {
+        lock(&self.orders).insert(order);
+    }
+
+    pub(super) fn finish(&self, order: u64) {
+        lock(&self.orders).remove(&order);
+        self.completed.notify_waiters();
+    }
+
+    /// True when no earlier batch is in flight.
+    pub(super) fn is_oldest(&self, order: u64) -> bool {
+        lock(&self.orders).first().is_none_or(|first| *first >= order)
+    }
+
+    /// Waits until no earlier batch is in flight, or `deadline`. Returns false at the
+    /// deadline.
+    pub(super) async fn wait_until_oldest(&self, order: u64, deadline: Instant) -> bool {
+        loop {
+            let completed = self.completed.notified();
+            tokio::pin!(completed);
+            completed.as_mut().enable();
+            if self.is_oldest(order) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), completed).await.is_err() {
+                return self.is_oldest(order);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_waits_for_every_earlier_one() {
+        let f = Arc::new(InFlightBatches::default());
+        for order in [3, 4, 5] {
+            f.start(order);
+        }
+        assert!(f.is_oldest(3) && !f.is_oldest(5));
+        let waiter = tokio::spawn({
+            let f = f.clone();
+            async move { f.wait_until_oldest(5, Instant::now() + Duration::from_secs(10)).await }
+        });
+        f.finish(4);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "3 is still in flight");
+        f.finish(3);
+        assert!(waiter.await.expect("join"));
+        assert_eq!(f.len(), 1);
+        let soon = Instant::now() + Duration::from_millis(10);
+        f.start(6);
+        assert!(!f.wait_until_oldest(6, soon).await, "5 never completes");
+    }
+}
