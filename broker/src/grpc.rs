@@ -252,10 +252,14 @@ impl Sluice for SluiceService {
             return Err(self.fail("create_topic", BrokerError::InvalidRequest(why)));
         }
         let config: BTreeMap<String, String> = r.config.into_iter().collect();
-        let t = self
-            .broker
-            .create_topic(&r.name, r.partitions, r.replication_factor, config)
-            .map_err(|e| self.fail("create_topic", e))?;
+        // Opening partitions and writing metadata block on the disk: off the async workers.
+        let broker = self.broker.clone();
+        let t = tokio::task::spawn_blocking(move || {
+            broker.create_topic(&r.name, r.partitions, r.replication_factor, config)
+        })
+        .await
+        .map_err(|e| self.fail("create_topic", BrokerError::Storage(format!("create task failed: {e}"))))?
+        .map_err(|e| self.fail("create_topic", e))?;
         Ok(Response::new(pb::CreateTopicResponse { topic: Some(describe(t, self.broker.metadata().as_ref())) }))
     }
 
@@ -263,7 +267,13 @@ impl Sluice for SluiceService {
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.broker.delete_topic(&req.into_inner().name).map_err(|e| self.fail("delete_topic", e))?;
+        // Unlinking the partitions' files blocks on the disk: off the async workers.
+        let broker = self.broker.clone();
+        let name = req.into_inner().name;
+        tokio::task::spawn_blocking(move || broker.delete_topic(&name))
+            .await
+            .map_err(|e| self.fail("delete_topic", BrokerError::Storage(format!("delete task failed: {e}"))))?
+            .map_err(|e| self.fail("delete_topic", e))?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
