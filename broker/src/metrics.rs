@@ -47,6 +47,12 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaRequestLabels {
+    pub api: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseReasonLabels {
     pub reason: String,
 }
@@ -80,6 +86,14 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections the broker closed, by reason (`idle`, `shutdown`).
     pub connections_closed: Family<CloseReasonLabels, Counter>,
+    /// Kafka-protocol requests answered, by API and error code (`NONE`: success).
+    pub kafka_requests: Family<KafkaRequestLabels, Counter>,
+    /// Connections open on the Kafka listener.
+    pub kafka_connections_open: Gauge,
+    /// Connections accepted on the Kafka listener.
+    pub kafka_connections_accepted: Counter,
+    /// Kafka connections closed for bad input (garbage, oversized, unknown API or version).
+    pub kafka_connections_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,6 +134,10 @@ impl Metrics {
             group_members: Family::default(),
             connections_open: Gauge::default(),
             connections_closed: Family::default(),
+            kafka_requests: Family::default(),
+            kafka_connections_open: Gauge::default(),
+            kafka_connections_accepted: Counter::default(),
+            kafka_connections_refused: Counter::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -178,6 +196,26 @@ impl Metrics {
                 "connections_closed",
                 "Connections the broker closed: idle longer than --idle-connection-timeout-ms, or still open at the end of shutdown's grace period",
                 m.connections_closed.clone(),
+            );
+            r.register(
+                "kafka_requests",
+                "Kafka-protocol requests, by API and Kafka error code (NONE: no error)",
+                m.kafka_requests.clone(),
+            );
+            r.register(
+                "kafka_connections_open",
+                "Client connections open on the Kafka listener",
+                m.kafka_connections_open.clone(),
+            );
+            r.register(
+                "kafka_connections_accepted",
+                "Connections accepted on the Kafka listener",
+                m.kafka_connections_accepted.clone(),
+            );
+            r.register(
+                "kafka_connections_refused",
+                "Kafka connections closed for bad input: garbage, a request over --kafka-max-request-bytes, an unknown API or version",
+                m.kafka_connections_refused.clone(),
             );
         }
         m
