@@ -39,7 +39,7 @@ fn refused(ctx: &Context) -> Option<BrokerError> {
     ctx.broker.metadata().admin_refusal().map(BrokerError::Unsupported)
 }
 
-pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> Answer {
+pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest, version: i16) -> Answer {
     let results: Vec<CreatableTopicResult> = r
         .topics
         .iter()
@@ -76,6 +76,7 @@ pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> Answer {
                 Ok((info.spec.partitions, Some(info)))
             })();
             match created {
+                Ok(_) if version < 5 => out,
                 Ok((n, info)) => {
                     let configs = info.map(|i| {
                         i.config
@@ -99,7 +100,8 @@ pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> Answer {
                         }
                         e => errors::code(e),
                     };
-                    out.with_error_code(code).with_error_message(errors::message(&e)).with_num_partitions(-1).with_replication_factor(-1)
+                    let out = out.with_error_code(code).with_error_message(errors::message(&e));
+                    if version >= 5 { out.with_num_partitions(-1).with_replication_factor(-1) } else { out }
                 }
             }
         })
@@ -121,7 +123,9 @@ pub(super) fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16)
             let out = DeletableTopicResult::default().with_name(Some(n.clone()));
             match ctx.broker.delete_topic(n.0.as_str()) {
                 Ok(()) => out,
-                Err(e) => out.with_error_code(errors::code(&e)).with_error_message(errors::message(&e)),
+                Err(e) => out
+                    .with_error_code(errors::code(&e))
+                    .with_error_message(errors::message(&e).filter(|_| version >= 5)),
             }
         })
         .collect();

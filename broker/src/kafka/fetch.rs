@@ -70,7 +70,7 @@ fn partition_index(p: i32) -> Result<u32, BrokerError> {
     u32::try_from(p).map_err(|_| BrokerError::InvalidRequest(format!("partition {p} is negative")))
 }
 
-pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> Answer {
+pub(super) async fn fetch(ctx: &Context, r: FetchRequest, version: i16) -> Answer {
     if r.session_id != 0 {
         // Sessions are never created (every answer says session 0), so an incremental
         // fetch names a session this broker does not have (KIP-227).
@@ -82,7 +82,7 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> Answer {
     let min_bytes = r.min_bytes.max(0) as usize;
     let mut shutdown = ctx.shutdown.clone();
     loop {
-        let (responses, total, waits) = read_all(ctx, &r).await;
+        let (responses, total, waits) = read_all(ctx, &r, version).await;
         let errors = responses.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0);
         if total >= min_bytes || errors || Instant::now() >= deadline || *shutdown.borrow() || waits.is_empty() {
             let error = first_error(responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
@@ -106,7 +106,7 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest) -> Answer {
 
 /// One pass over every requested partition, without waiting. Returns the responses,
 /// the bytes read, and (topic, partition, high watermark) to wait on.
-async fn read_all(ctx: &Context, r: &FetchRequest) -> (Vec<FetchableTopicResponse>, usize, Vec<(String, u32, i64)>) {
+async fn read_all(ctx: &Context, r: &FetchRequest, version: i16) -> (Vec<FetchableTopicResponse>, usize, Vec<(String, u32, i64)>) {
     let budget = if r.max_bytes <= 0 { usize::MAX } else { r.max_bytes as usize };
     let mut total = 0usize;
     let mut waits = Vec::new();
@@ -135,7 +135,7 @@ async fn read_all(ctx: &Context, r: &FetchRequest) -> (Vec<FetchableTopicRespons
                     out = out
                         .with_high_watermark(hw)
                         .with_last_stable_offset(hw)
-                        .with_log_start_offset(read.offsets.log_start as i64);
+                        .with_log_start_offset(if version >= 5 { read.offsets.log_start as i64 } else { -1 });
                     if !full {
                         total += read.batches.len();
                         if read.batches.is_empty() {
@@ -149,7 +149,10 @@ async fn read_all(ctx: &Context, r: &FetchRequest) -> (Vec<FetchableTopicRespons
                 Err(e) => {
                     out = out.with_error_code(e.code()).with_high_watermark(-1).with_records(None);
                     if let Refusal::Broker(BrokerError::OffsetOutOfRange { log_start, high_watermark, .. }) = e {
-                        out = out.with_high_watermark(high_watermark as i64).with_log_start_offset(log_start as i64);
+                        out = out.with_high_watermark(high_watermark as i64);
+                        if version >= 5 {
+                            out = out.with_log_start_offset(log_start as i64);
+                        }
                     }
                 }
             }
@@ -162,7 +165,7 @@ async fn read_all(ctx: &Context, r: &FetchRequest) -> (Vec<FetchableTopicRespons
 
 /// ListOffsets: -2 earliest, -1 latest (the high watermark), else the first offset with
 /// a timestamp at or after the given one.
-pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> Answer {
+pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest, version: i16) -> Answer {
     let topics: Vec<ListOffsetsTopicResponse> = r
         .topics
         .iter()
@@ -187,11 +190,15 @@ pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> Answer {
                             }
                         };
                         let (offset, ts) = ctx.broker.list_offsets(name, partition, query)?;
-                        Ok((offset, ts, epoch))
+                        // No record that recent: Kafka answers offset -1 (clients: "none").
+                        if matches!(query, OffsetQuery::Timestamp(_)) && ts.is_none() {
+                            return Ok((-1, None, epoch));
+                        }
+                        Ok((offset as i64, ts, epoch))
                     })();
                     match result {
                         Ok((offset, ts, epoch)) => {
-                            out.with_offset(offset as i64).with_timestamp(ts.unwrap_or(-1)).with_leader_epoch(epoch)
+                            out.with_offset(offset).with_timestamp(ts.unwrap_or(-1)).with_leader_epoch(if version >= 4 { epoch } else { -1 })
                         }
                         Err(e) => out.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
                     }

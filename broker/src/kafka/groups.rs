@@ -55,14 +55,17 @@ fn refusal_code(e: &ClassicRefusal) -> i16 {
 pub(super) fn find_coordinator(ctx: &Context, r: FindCoordinatorRequest, version: i16) -> Answer {
     let (host, port) = super::split(&ctx.advertised);
     let me = ctx.broker.metadata().broker_id();
-    // key_type 1 is a transactional id: no transaction coordinator here.
+    // key_type 1 is a transactional id: no transaction coordinator here. Refused as a
+    // Kafka broker refuses a transactional id it does not authorize: a fatal error for
+    // the client (a retriable one would make it retry until its timeout).
     let one = |key: &StrBytes| -> (i16, Option<StrBytes>) {
         if r.key_type == 1 {
-            return (ResponseError::CoordinatorNotAvailable.code(), Some(s("transactions are not supported")));
+            let why = "transactions are not supported by this broker";
+            return (ResponseError::TransactionalIdAuthorizationFailed.code(), (version >= 1).then(|| s(why)));
         }
         match ctx.groups.find_coordinator(key.as_str()) {
             Ok(_) => (0, None),
-            Err(e) => (ResponseError::InvalidGroupId.code(), errors::message(&e)),
+            Err(e) => (ResponseError::InvalidGroupId.code(), errors::message(&e).filter(|_| version >= 1)),
         }
     };
     let mut body = FindCoordinatorResponse::default();
@@ -149,7 +152,7 @@ pub(super) async fn join_group(ctx: &Context, r: JoinGroupRequest, version: i16)
     let body = match ctx.groups.classic_join(r.group_id.0.as_str(), join).await {
         Ok(j) => JoinGroupResponse::default()
             .with_generation_id(j.generation)
-            .with_protocol_type(Some(r.protocol_type.clone()))
+            .with_protocol_type((version >= 7).then(|| r.protocol_type.clone()))
             .with_protocol_name(Some(s(j.protocol)))
             .with_leader(s(j.leader))
             .with_member_id(s(j.member_id))
@@ -177,15 +180,15 @@ pub(super) async fn join_group(ctx: &Context, r: JoinGroupRequest, version: i16)
     Answer::new(ResponseKind::JoinGroup(body), error)
 }
 
-pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> Answer {
+pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest, version: i16) -> Answer {
     let assignments =
         r.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec(), assigned_partitions(&a.assignment))).collect();
     let result = ctx.groups.classic_sync(r.group_id.0.as_str(), r.member_id.as_str(), r.generation_id, assignments).await;
     let body = match result {
         Ok(a) => SyncGroupResponse::default()
             .with_assignment(Bytes::from(a))
-            .with_protocol_type(r.protocol_type.clone())
-            .with_protocol_name(r.protocol_name.clone()),
+            .with_protocol_type(r.protocol_type.clone().filter(|_| version >= 5))
+            .with_protocol_name(r.protocol_name.clone().filter(|_| version >= 5)),
         Err(e) => SyncGroupResponse::default().with_error_code(refusal_code(&e)),
     };
     let error = body.error_code;

@@ -18,19 +18,19 @@ use super::{
 };
 use crate::{broker::Acks, error::BrokerError};
 
-pub(super) async fn produce(ctx: &Context, r: ProduceRequest) -> Answer {
+pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> Answer {
     let acks = match r.acks {
         0 => Acks::None,
         1 => Acks::Leader,
         -1 => Acks::All,
         other => {
             let why = format!("acks={other} is not one of 0, 1, -1 (all)");
-            return answer(refusal(&r, ResponseError::InvalidRequiredAcks, &why), true);
+            return answer(refusal(&r, ResponseError::InvalidRequiredAcks, &why, version), true);
         }
     };
     if r.transactional_id.is_some() {
         let why = "transactions are not supported by this broker (transactional.id is set)";
-        return answer(refusal(&r, ResponseError::TransactionalIdAuthorizationFailed, why), acks != Acks::None);
+        return answer(refusal(&r, ResponseError::TransactionalIdAuthorizationFailed, why, version), acks != Acks::None);
     }
     let mut topics = Vec::with_capacity(r.topic_data.len());
     for t in &r.topic_data {
@@ -55,7 +55,7 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest) -> Answer {
                     .with_base_offset(a.base_offset as i64)
                     // CreateTime topics: Kafka answers -1 here.
                     .with_log_append_time_ms(-1)
-                    .with_log_start_offset(a.log_start as i64),
+                    .with_log_start_offset(if version >= 5 { a.log_start as i64 } else { -1 }),
                 Err(e) => {
                     let mut resp = PartitionProduceResponse::default()
                         .with_index(p.index)
@@ -63,8 +63,10 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest) -> Answer {
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(errors::message(&e));
-                    if let BrokerError::NotLeader { leader: Some((id, _)), .. } = &e {
+                        .with_error_message(if version >= 8 { errors::message(&e) } else { None });
+                    if let BrokerError::NotLeader { leader: Some((id, _)), .. } = &e
+                        && version >= 10
+                    {
                         let epoch = ctx.broker.metadata().leader_epoch(name, p.index as u32);
                         resp.current_leader = LeaderIdAndEpoch::default()
                             .with_leader_id(BrokerId(*id))
@@ -80,7 +82,7 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest) -> Answer {
 }
 
 /// Every partition of the request refused with one error.
-fn refusal(r: &ProduceRequest, e: ResponseError, why: &str) -> Vec<TopicProduceResponse> {
+fn refusal(r: &ProduceRequest, e: ResponseError, why: &str, version: i16) -> Vec<TopicProduceResponse> {
     r.topic_data
         .iter()
         .map(|t| {
@@ -94,7 +96,7 @@ fn refusal(r: &ProduceRequest, e: ResponseError, why: &str) -> Vec<TopicProduceR
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(Some(StrBytes::from_string(why.to_string())))
+                        .with_error_message((version >= 8).then(|| StrBytes::from_string(why.to_string())))
                 })
                 .collect();
             TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions)
