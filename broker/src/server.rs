@@ -71,7 +71,10 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     let kafka = match kafka_config {
         Some(k) => {
             let advertised = broker.config().advertised_address.clone();
-            Some(KafkaServer::bind(k, broker.clone(), groups.clone(), advertised.as_deref(), shutdown_rx.clone()).await?)
+            Some(
+                KafkaServer::bind(k, broker.clone(), groups.clone(), advertised.as_deref(), shutdown_rx.clone())
+                    .await?,
+            )
         }
         None => None,
     };
@@ -125,7 +128,18 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
         tasks.push(tokio::spawn(metrics_server(l, state, shutdown_rx.clone())));
     }
     info!(%addr, metrics = ?metrics_addr, kafka = ?kafka_addr, "broker serving");
-    Ok(BrokerHandle { addr, metrics_addr, kafka_addr, broker, groups, shutdown, server, tasks, connections, shutdown_timeout })
+    Ok(BrokerHandle {
+        addr,
+        metrics_addr,
+        kafka_addr,
+        broker,
+        groups,
+        shutdown,
+        server,
+        tasks,
+        connections,
+        shutdown_timeout,
+    })
 }
 
 /// The reflection service's view of what this server serves: both Sluice services,

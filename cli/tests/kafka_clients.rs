@@ -131,13 +131,26 @@ fn kcat_lists_metadata_produces_keys_and_headers_and_consumes_from_the_beginning
         .output()
         .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    let got: Vec<Value> = String::from_utf8(c.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let kv: Vec<(i64, &str, &str)> =
-        got.iter().map(|r| (r["offset"].as_i64().unwrap(), r["key"].as_str().unwrap(), r["payload"].as_str().unwrap())).collect();
+    let got: Vec<Value> =
+        String::from_utf8(c.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kv: Vec<(i64, &str, &str)> = got
+        .iter()
+        .map(|r| (r["offset"].as_i64().unwrap(), r["key"].as_str().unwrap(), r["payload"].as_str().unwrap()))
+        .collect();
     assert_eq!(kv, [(0, "alice", "one"), (1, "bob", "two"), (2, "carol", "three")]);
     assert_eq!(got[0]["headers"], serde_json::json!(["origin", "kcat"]), "{:?}", got[0]);
 
     // The same records over gRPC.
-    let out = broker.ok(&["consume", "kcat", "--partition", "1", "--from-beginning", "--count", "3", "--format", "key-value"]);
+    let out = broker.ok(&[
+        "consume",
+        "kcat",
+        "--partition",
+        "1",
+        "--from-beginning",
+        "--count",
+        "3",
+        "--format",
+        "key-value",
+    ]);
     assert_eq!(out, "alice\tone\nbob\ttwo\ncarol\tthree\n");
 }

@@ -74,7 +74,8 @@ fn kcat_balanced_consumer_reads_and_commits_its_group_offsets() {
     let Some(kcat) = kcat() else { return };
     let broker = DevBroker::start();
     broker.ok(&["topic", "create", "kg", "--partitions", "2"]);
-    let mut p = broker.sluice(&["produce", "kg", "--partition", "0"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut p =
+        broker.sluice(&["produce", "kg", "--partition", "0"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(p.stdin.as_mut().unwrap(), b"a\nb\nc\n").unwrap();
     drop(p.stdin.take());
     assert!(p.wait().unwrap().success());

@@ -42,8 +42,13 @@ fn members_starting_together_join_one_generation_and_the_leader_assigns() {
     assert_eq!(ra.members.len(), 2, "the leader sees every member");
     assert!(rb.members.is_empty());
     assert_eq!(g.poll_sync(&b, 1).expect("b waits"), None);
-    g.sync(&a, 1, vec![(a.clone(), b"A".to_vec(), BTreeSet::new()), (b.clone(), b"B".to_vec(), BTreeSet::new())], later)
-        .expect("leader sync");
+    g.sync(
+        &a,
+        1,
+        vec![(a.clone(), b"A".to_vec(), BTreeSet::new()), (b.clone(), b"B".to_vec(), BTreeSet::new())],
+        later,
+    )
+    .expect("leader sync");
     assert_eq!(g.poll_sync(&b, 1).expect("b"), Some(b"B".to_vec()));
     assert_eq!(g.state, ClassicState::Stable);
     g.heartbeat(&b, 1, later).expect("stable heartbeat");

@@ -218,7 +218,9 @@ impl Broker {
             return Err(BrokerError::Unsupported(why));
         }
         if sluice_core::topic::is_internal(name) {
-            return Err(BrokerError::InvalidRequest(format!("'{name}' is an internal topic; its partitions are fixed")));
+            return Err(BrokerError::InvalidRequest(format!(
+                "'{name}' is an internal topic; its partitions are fixed"
+            )));
         }
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         let old = topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;

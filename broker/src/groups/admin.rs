@@ -8,8 +8,8 @@ use std::{
 };
 
 use sluice_groups::{
-    ClassicGroup, ClassicState, Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo, Strategy, TopicPartition,
-    plan_reset, validate_group_id,
+    ClassicGroup, ClassicState, Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo,
+    Strategy, TopicPartition, plan_reset, validate_group_id,
 };
 use tracing::info;
 
@@ -65,12 +65,8 @@ impl Coordinator {
     /// Every group with members or committed offsets.
     pub fn list_groups(&self) -> Result<Vec<GroupSummary>> {
         let state = self.lock()?;
-        let names: BTreeSet<&String> = state
-            .groups
-            .keys()
-            .chain(state.classic.keys())
-            .chain(state.offsets.iter().map(|(g, _)| g))
-            .collect();
+        let names: BTreeSet<&String> =
+            state.groups.keys().chain(state.classic.keys()).chain(state.offsets.iter().map(|(g, _)| g)).collect();
         Ok(names
             .into_iter()
             .map(|name| match (state.groups.get(name), state.classic.get(name)) {

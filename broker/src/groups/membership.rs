@@ -109,7 +109,10 @@ impl Coordinator {
     pub(super) fn refuse_if_live(&self, group: &str) -> Result<()> {
         let state = self.lock()?;
         if let Some(c) = state.classic.get(group).filter(|c| !c.members.is_empty()) {
-            return Err(BrokerError::GroupNotEmpty { group: group.to_string(), members: c.members.keys().cloned().collect() });
+            return Err(BrokerError::GroupNotEmpty {
+                group: group.to_string(),
+                members: c.members.keys().cloned().collect(),
+            });
         }
         match state.groups.get(group) {
             Some(g) if !g.members.is_empty() => {

@@ -22,8 +22,8 @@ mod membership;
 mod offsets;
 
 pub use admin::{GroupDescription, GroupSummary, MemberInfo, PartitionLag};
-pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
 pub use classic::ClassicRefusal;
+pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
 pub use membership::HeartbeatOutcome;
 pub use sluice_groups::{ResetLine, ResetTo, Strategy, TopicPartition, offsets_partition};
 

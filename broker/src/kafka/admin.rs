@@ -84,7 +84,10 @@ pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest, version: i16)
                             .into_iter()
                             .map(|(k, v)| {
                                 let source = if i.spec.config.contains_key(&k) { 1 } else { 5 };
-                                CreatableTopicConfigs::default().with_name(s(k)).with_value(Some(s(v))).with_config_source(source)
+                                CreatableTopicConfigs::default()
+                                    .with_name(s(k))
+                                    .with_value(Some(s(v)))
+                                    .with_config_source(source)
                             })
                             .collect()
                     });
@@ -112,11 +115,8 @@ pub(super) fn create_topics(ctx: &Context, r: CreateTopicsRequest, version: i16)
 
 pub(super) fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16) -> Answer {
     // v0-5 name topics in `topic_names`, v6+ in `topics`.
-    let names: Vec<TopicName> = if version >= 6 {
-        r.topics.iter().filter_map(|t| t.name.clone()).collect()
-    } else {
-        r.topic_names.clone()
-    };
+    let names: Vec<TopicName> =
+        if version >= 6 { r.topics.iter().filter_map(|t| t.name.clone()).collect() } else { r.topic_names.clone() };
     let results: Vec<DeletableTopicResult> = names
         .into_iter()
         .map(|n| {

@@ -96,7 +96,9 @@ pub fn decode(mut frame: Bytes, api: ApiKey, version: i16) -> Result<Request, Fr
 pub fn encode(api: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> anyhow::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
-    ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, api.response_header_version(version))?;
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api.response_header_version(version))?;
     body.encode(&mut buf, version)?;
     let size = i32::try_from(buf.len() - 4)?;
     buf[..4].copy_from_slice(&size.to_be_bytes());

@@ -81,11 +81,11 @@ pub(crate) async fn serve(ctx: Arc<Context>, socket: TcpStream, peer: SocketAddr
                 break;
             }
         };
-        if let Some(out) = out {
-            if let Err(e) = wr.write_all(&out).await {
-                debug!(%peer, error = %e, "kafka connection write failed");
-                break;
-            }
+        if let Some(out) = out
+            && let Err(e) = wr.write_all(&out).await
+        {
+            debug!(%peer, error = %e, "kafka connection write failed");
+            break;
         }
         if rx.is_empty() && wr.flush().await.is_err() {
             break;

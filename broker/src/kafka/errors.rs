@@ -19,9 +19,7 @@ pub fn kind(e: &BrokerError) -> E {
         BrokerError::TopicAlreadyExists(_) => E::TopicAlreadyExists,
         // Kafka's RecordTooLargeException is MESSAGE_TOO_LARGE on the wire.
         BrokerError::Batch(BatchError::RecordTooLarge { .. } | BatchError::BatchTooLarge { .. }) => E::MessageTooLarge,
-        BrokerError::Batch(BatchError::Corrupt(why)) if why.contains("CRC") || why.contains("crc") => {
-            E::CorruptMessage
-        }
+        BrokerError::Batch(BatchError::Corrupt(why)) if why.contains("CRC") || why.contains("crc") => E::CorruptMessage,
         BrokerError::Batch(_) => E::InvalidRecord,
         BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         BrokerError::InvalidConfig(_) => E::InvalidConfig,
@@ -84,10 +82,7 @@ mod tests {
             (BrokerError::NotLeader { reason: "elsewhere".into(), leader: None }, 6),
             (BrokerError::NotEnoughReplicas { topic: "t".into(), replication_factor: 3 }, 19),
             (BrokerError::UnknownMember { group: "g".into(), member: "m".into() }, 25),
-            (
-                BrokerError::FencedMemberEpoch { group: "g".into(), member: "m".into(), epoch: 1, current: 2 },
-                22,
-            ),
+            (BrokerError::FencedMemberEpoch { group: "g".into(), member: "m".into(), epoch: 1, current: 2 }, 22),
             (BrokerError::TopicAlreadyExists("t".into()), 36),
             (BrokerError::GroupNotEmpty { group: "g".into(), members: vec![] }, 68),
         ];

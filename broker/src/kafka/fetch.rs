@@ -106,7 +106,11 @@ pub(super) async fn fetch(ctx: &Context, r: FetchRequest, version: i16) -> Answe
 
 /// One pass over every requested partition, without waiting. Returns the responses,
 /// the bytes read, and (topic, partition, high watermark) to wait on.
-async fn read_all(ctx: &Context, r: &FetchRequest, version: i16) -> (Vec<FetchableTopicResponse>, usize, Vec<(String, u32, i64)>) {
+async fn read_all(
+    ctx: &Context,
+    r: &FetchRequest,
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, usize, Vec<(String, u32, i64)>) {
     let budget = if r.max_bytes <= 0 { usize::MAX } else { r.max_bytes as usize };
     let mut total = 0usize;
     let mut waits = Vec::new();
@@ -125,7 +129,11 @@ async fn read_all(ctx: &Context, r: &FetchRequest, version: i16) -> (Vec<Fetchab
                 let max_bytes = if full { 1 } else { (p.partition_max_bytes.max(1) as usize).min(budget - total) };
                 let read = ctx
                     .broker
-                    .fetch(name, partition, FetchParams { offset: p.fetch_offset, max_wait: Duration::ZERO, min_bytes: 0, max_bytes })
+                    .fetch(
+                        name,
+                        partition,
+                        FetchParams { offset: p.fetch_offset, max_wait: Duration::ZERO, min_bytes: 0, max_bytes },
+                    )
                     .await?;
                 Ok::<_, Refusal>((partition, read, full))
             };
@@ -197,9 +205,10 @@ pub(super) fn list_offsets(ctx: &Context, r: ListOffsetsRequest, version: i16) -
                         Ok((offset as i64, ts, epoch))
                     })();
                     match result {
-                        Ok((offset, ts, epoch)) => {
-                            out.with_offset(offset).with_timestamp(ts.unwrap_or(-1)).with_leader_epoch(if version >= 4 { epoch } else { -1 })
-                        }
+                        Ok((offset, ts, epoch)) => out
+                            .with_offset(offset)
+                            .with_timestamp(ts.unwrap_or(-1))
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Err(e) => out.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
                     }
                 })

@@ -131,19 +131,16 @@ fn assigned_partitions(assignment: &Bytes) -> BTreeSet<TopicPartition> {
 
 pub(super) async fn join_group(ctx: &Context, r: JoinGroupRequest, version: i16) -> Answer {
     let consumer = r.protocol_type.as_str() == "consumer";
-    let topics = r
-        .protocols
-        .first()
-        .filter(|_| consumer)
-        .map(|p| subscribed_topics(&p.metadata))
-        .unwrap_or_default();
+    let topics = r.protocols.first().filter(|_| consumer).map(|p| subscribed_topics(&p.metadata)).unwrap_or_default();
     let join = Join {
         member_id: r.member_id.as_str().to_string(),
         client_id: String::new(),
         client_host: String::new(),
         session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
         // v0 has no rebalance timeout: the session timeout stands in.
-        rebalance_timeout: Duration::from_millis(if version == 0 { r.session_timeout_ms } else { r.rebalance_timeout_ms }.max(0) as u64),
+        rebalance_timeout: Duration::from_millis(
+            if version == 0 { r.session_timeout_ms } else { r.rebalance_timeout_ms }.max(0) as u64,
+        ),
         protocol_type: r.protocol_type.as_str().to_string(),
         protocols: r.protocols.iter().map(|p| (p.name.as_str().to_string(), p.metadata.to_vec())).collect(),
         topics,
@@ -181,9 +178,13 @@ pub(super) async fn join_group(ctx: &Context, r: JoinGroupRequest, version: i16)
 }
 
 pub(super) async fn sync_group(ctx: &Context, r: SyncGroupRequest, version: i16) -> Answer {
-    let assignments =
-        r.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec(), assigned_partitions(&a.assignment))).collect();
-    let result = ctx.groups.classic_sync(r.group_id.0.as_str(), r.member_id.as_str(), r.generation_id, assignments).await;
+    let assignments = r
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec(), assigned_partitions(&a.assignment)))
+        .collect();
+    let result =
+        ctx.groups.classic_sync(r.group_id.0.as_str(), r.member_id.as_str(), r.generation_id, assignments).await;
     let body = match result {
         Ok(a) => SyncGroupResponse::default()
             .with_assignment(Bytes::from(a))
@@ -216,7 +217,9 @@ pub(super) fn leave_group(ctx: &Context, r: LeaveGroupRequest, version: i16) -> 
     let members: Vec<MemberResponse> = r
         .members
         .iter()
-        .map(|m| MemberResponse::default().with_member_id(m.member_id.clone()).with_error_code(leave(m.member_id.as_str())))
+        .map(|m| {
+            MemberResponse::default().with_member_id(m.member_id.clone()).with_error_code(leave(m.member_id.as_str()))
+        })
         .collect();
     let error = first_error(members.iter().map(|m| m.error_code));
     Answer::new(ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_members(members)), error)
@@ -239,7 +242,8 @@ pub(super) async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> Answ
             }
         }
     }
-    let committed: Vec<(String, i32)> = offsets.iter().map(|(tp, _, _)| (tp.topic.clone(), tp.partition as i32)).collect();
+    let committed: Vec<(String, i32)> =
+        offsets.iter().map(|(tp, _, _)| (tp.topic.clone(), tp.partition as i32)).collect();
     let code = match ctx.groups.commit(group, r.member_id.as_str(), r.generation_id_or_member_epoch, offsets).await {
         Ok(()) => 0,
         Err(BrokerError::InvalidRequest(_)) => ResponseError::InvalidGroupId.code(),
@@ -251,9 +255,8 @@ pub(super) async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> Answ
         let entry = OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(code);
         match topics.iter_mut().find(|x| x.name.0.as_str() == topic) {
             Some(x) => x.partitions.push(entry),
-            None => topics.push(
-                OffsetCommitResponseTopic::default().with_name(s(topic).into()).with_partitions(vec![entry]),
-            ),
+            None => topics
+                .push(OffsetCommitResponseTopic::default().with_name(s(topic).into()).with_partitions(vec![entry])),
         }
     }
     let error = first_error(topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
@@ -275,7 +278,8 @@ fn group_offsets(ctx: &Context, group: &str, wanted: Option<Vec<(String, Vec<i32
         Some(topics) => topics
             .into_iter()
             .map(|(t, ps)| {
-                let rows = ps.into_iter().map(|p| lookup(&t, p).map_or((p, -1, String::new()), |(o, m)| (p, o, m))).collect();
+                let rows =
+                    ps.into_iter().map(|p| lookup(&t, p).map_or((p, -1, String::new()), |(o, m)| (p, o, m))).collect();
                 (t, rows)
             })
             .collect(),
@@ -320,14 +324,19 @@ pub(super) fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -
                             })
                             .collect(),
                     ),
-                    Err(code) => OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code),
+                    Err(code) => {
+                        OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code)
+                    }
                 }
             })
             .collect();
         let error = first_error(groups.iter().map(|g| g.error_code));
         return Answer::new(ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(groups)), error);
     }
-    let wanted = r.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone())).collect());
+    let wanted = r
+        .topics
+        .as_ref()
+        .map(|ts| ts.iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone())).collect());
     let body = match group_offsets(ctx, r.group_id.0.as_str(), wanted) {
         Ok(rows) => OffsetFetchResponse::default().with_topics(
             rows.into_iter()

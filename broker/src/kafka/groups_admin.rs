@@ -51,7 +51,9 @@ pub(super) fn list_groups(ctx: &Context, r: ListGroupsRequest) -> Answer {
                         .with_protocol_type(s("consumer"))
                         .with_group_state(s(state))
                 })
-                .filter(|g| r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(&g.group_state)))
+                .filter(|g| {
+                    r.states_filter.is_empty() || r.states_filter.iter().any(|f| f.eq_ignore_ascii_case(&g.group_state))
+                })
                 .collect();
             ListGroupsResponse::default().with_groups(groups)
         }
@@ -95,7 +97,11 @@ pub(super) fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> Answer
                     let members = d
                         .members
                         .iter()
-                        .map(|m| DescribedGroupMember::default().with_member_id(s(m.id.clone())).with_client_id(s(m.client_id.clone())))
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(s(m.id.clone()))
+                                .with_client_id(s(m.client_id.clone()))
+                        })
                         .collect();
                     out.with_group_state(s(state_name(d.state)))
                         .with_protocol_type(s("consumer"))

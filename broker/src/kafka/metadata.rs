@@ -106,9 +106,7 @@ pub(super) fn metadata(ctx: &Context, r: MetadataRequest, version: i16) -> Answe
 fn named_topic(ctx: &Context, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
     match ctx.broker.describe_topic(name) {
         Ok(t) => topic_metadata(ctx, &t, version),
-        Err(BrokerError::UnknownTopic(_))
-            if auto_create && ctx.broker.metadata().admin_refusal().is_none() =>
-        {
+        Err(BrokerError::UnknownTopic(_)) if auto_create && ctx.broker.metadata().admin_refusal().is_none() => {
             match ctx.broker.create_topic(name, 0, 1, Default::default()) {
                 Ok(t) => {
                     info!(topic = name, partitions = t.spec.partitions, "topic auto-created (Kafka Metadata)");

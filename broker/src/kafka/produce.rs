@@ -30,7 +30,10 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> A
     };
     if r.transactional_id.is_some() {
         let why = "transactions are not supported by this broker (transactional.id is set)";
-        return answer(refusal(&r, ResponseError::TransactionalIdAuthorizationFailed, why, version), acks != Acks::None);
+        return answer(
+            refusal(&r, ResponseError::TransactionalIdAuthorizationFailed, why, version),
+            acks != Acks::None,
+        );
     }
     let mut topics = Vec::with_capacity(r.topic_data.len());
     for t in &r.topic_data {
@@ -68,9 +71,8 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> A
                         && version >= 10
                     {
                         let epoch = ctx.broker.metadata().leader_epoch(name, p.index as u32);
-                        resp.current_leader = LeaderIdAndEpoch::default()
-                            .with_leader_id(BrokerId(*id))
-                            .with_leader_epoch(epoch);
+                        resp.current_leader =
+                            LeaderIdAndEpoch::default().with_leader_id(BrokerId(*id)).with_leader_epoch(epoch);
                     }
                     resp
                 }

@@ -4,10 +4,7 @@
 //! client) negotiate, stopping before versions that need topic ids or features the
 //! broker does not have.
 
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse,
-    api_versions_response::ApiVersion,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, api_versions_response::ApiVersion};
 
 /// (API, min version, max version).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[

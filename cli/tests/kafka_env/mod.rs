@@ -78,4 +78,3 @@ pub fn sluice_consume(broker: &DevBroker, topic: &str, count: usize) -> Vec<Valu
     ]);
     out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
-
