@@ -36,6 +36,15 @@ else
   echo "warning: tests/kafka_compat/setup-venv.sh failed: the Kafka cross-implementation tests will report SKIPPED" >&2
 fi
 
+# kcat for the Kafka-client tests (cli/tests/kafka_clients.rs), from Debian's packages.
+if ! tests/kafka_compat/install-kcat.sh; then
+  if ((UNDER_CI)); then
+    echo "error: tests/kafka_compat/install-kcat.sh failed: the kcat tests cannot run, and CI needs them" >&2
+    exit 1
+  fi
+  echo "warning: tests/kafka_compat/install-kcat.sh failed: the kcat tests will report SKIPPED" >&2
+fi
+
 # The operator's quiet-at-rest test watches for writes this long (the issue asks 30 s).
 export SLUICE_QUIET_SECONDS="${SLUICE_QUIET_SECONDS:-30}"
 

@@ -60,6 +60,25 @@ pub struct Args {
     /// Address clients should use to reach this broker (defaults to --listen).
     #[arg(long, env = env::ADVERTISED_ADDRESS)]
     pub advertised_address: Option<String>,
+    /// Address for Kafka's wire protocol (Kafka clients and tools); "off" disables it.
+    #[arg(long, env = env::KAFKA_LISTEN, default_value = "127.0.0.1:9093")]
+    pub kafka_listen: String,
+    /// HOST:PORT Kafka clients are told in Metadata (default: the host of
+    /// --advertised-address, on Kubernetes the pod's DNS name, with the Kafka port).
+    #[arg(long, env = "SLUICE_KAFKA_ADVERTISED_LISTENER")]
+    pub kafka_advertised_listener: Option<String>,
+    /// Largest Kafka request accepted, in bytes (Kafka's socket.request.max.bytes); a
+    /// larger one closes its connection.
+    #[arg(long, env = "SLUICE_KAFKA_MAX_REQUEST_BYTES", default_value_t = 104_857_600)]
+    pub kafka_max_request_bytes: usize,
+    /// Kafka's auto.create.topics.enable: a Kafka Metadata request for an unknown topic
+    /// creates it with --default-partitions partitions (standalone mode only).
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created without a count (Kafka's num.partitions).
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: u32,
     /// Broker id (Kubernetes mode: parsed from POD_NAME when not given; standalone: 0).
     #[arg(long, env = env::BROKER_ID)]
     pub broker_id: Option<i32>,
@@ -107,6 +126,10 @@ pub struct Args {
     /// Shortest session timeout a consumer-group member may ask for, in milliseconds.
     #[arg(long, env = env::GROUP_MIN_SESSION_TIMEOUT_MS, default_value_t = 500)]
     pub group_min_session_timeout_ms: u64,
+    /// Kafka's classic group protocol: how long the first join round of an empty group
+    /// waits for more members, in milliseconds (group.initial.rebalance.delay.ms).
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3000)]
+    pub group_initial_rebalance_delay_ms: u64,
     /// Bound on shutdown after SIGTERM/SIGINT, in milliseconds: the broker stops
     /// accepting, answers long polls with what they have, gives connections half of this
     /// to finish (HTTP/2 GOAWAY), closes the rest, flushes and exits 0 within it.
@@ -182,6 +205,20 @@ impl Args {
             })?),
         };
         c.advertised_address = self.advertised_address;
+        c.default_partitions = self.default_partitions.max(1);
+        c.kafka = match self.kafka_listen.as_str() {
+            "off" | "" => None,
+            a => {
+                let listen = a.parse().map_err(|_| {
+                    BrokerError::InvalidConfig(format!("--kafka-listen {a:?} is not HOST:PORT (or \"off\")"))
+                })?;
+                let mut k = crate::kafka::KafkaConfig::new(listen);
+                k.advertised = self.kafka_advertised_listener;
+                k.max_request_bytes = self.kafka_max_request_bytes.max(1024);
+                k.auto_create_topics = self.auto_create_topics;
+                Some(k)
+            }
+        };
         c.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         c.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms.max(10));
         c.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
@@ -191,6 +228,7 @@ impl Args {
         c.groups.offsets_partitions = self.offsets_topic_partitions.max(1);
         c.groups.heartbeat_interval = Duration::from_millis(self.group_heartbeat_interval_ms.max(10));
         c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));
+        c.groups.initial_rebalance_delay = Duration::from_millis(self.group_initial_rebalance_delay_ms);
         c.shutdown_timeout = Duration::from_millis(self.shutdown_timeout_ms.max(100));
         let off_if_zero = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         c.connections = ConnectionLimits {

@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     pub shutdown_timeout: Duration,
     /// Limits on client connections: streams, idleness, keepalive.
     pub connections: crate::connections::ConnectionLimits,
+    /// The Kafka-protocol listener; `None`: off.
+    pub kafka: Option<crate::kafka::KafkaConfig>,
     /// Where topics come from; `None`: the broker's own store (standalone).
     pub metadata: Option<std::sync::Arc<dyn crate::metadata::MetadataStore>>,
 }
@@ -71,6 +73,7 @@ impl BrokerConfig {
             groups: crate::groups::GroupsConfig::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             connections: crate::connections::ConnectionLimits::default(),
+            kafka: None,
             metadata: None,
         }
     }

@@ -51,6 +51,8 @@ pub enum BrokerError {
     FencedMemberEpoch { group: String, member: String, epoch: i32, current: i32 },
     #[error("member '{member}' of group '{group}' does not own {topic}-{partition}")]
     PartitionNotOwned { group: String, member: String, topic: String, partition: u32 },
+    #[error("group '{0}' is rebalancing; join again")]
+    RebalanceInProgress(String),
     #[error("group '{group}' has {} live member(s): {}; stop them first", members.len(), members.join(", "))]
     GroupNotEmpty { group: String, members: Vec<String> },
     #[error("out-of-order sequence on {topic}-{partition}: {reason}")]

@@ -78,7 +78,9 @@ pub fn status(e: BrokerError) -> Status {
         BrokerError::Unsupported(_) => (Code::Unimplemented, E::Unsupported),
         BrokerError::GroupNotFound(_) => (Code::NotFound, E::GroupNotFound),
         BrokerError::UnknownMember { .. } => (Code::FailedPrecondition, E::UnknownMemberId),
-        BrokerError::FencedMemberEpoch { .. } => (Code::FailedPrecondition, E::FencedMemberEpoch),
+        BrokerError::FencedMemberEpoch { .. } | BrokerError::RebalanceInProgress(_) => {
+            (Code::FailedPrecondition, E::FencedMemberEpoch)
+        }
         BrokerError::PartitionNotOwned { .. } => (Code::FailedPrecondition, E::PartitionNotOwned),
         BrokerError::GroupNotEmpty { .. } => (Code::FailedPrecondition, E::GroupNotEmpty),
         BrokerError::OutOfOrderSequence { .. } => (Code::FailedPrecondition, E::OutOfOrderSequence),

@@ -6,6 +6,7 @@
 //!   is the one entry point of every mode.
 //! - [`grpc`]: the `sluice.v1.Sluice` service; protobuf ↔ domain, errors → statuses.
 //! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
+//! - [`kafka`]: Kafka's wire protocol on its own listener, over the same domain calls.
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: the partition log, the `sluice-log` crate (re-exported under its old path).
@@ -23,6 +24,7 @@ pub mod error;
 pub mod groups;
 pub mod grpc;
 pub mod grpc_groups;
+pub mod kafka;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metadata;

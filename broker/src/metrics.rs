@@ -47,6 +47,12 @@ pub struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaRequestLabels {
+    pub api: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseReasonLabels {
     pub reason: String,
 }
@@ -87,6 +93,14 @@ pub struct Metrics {
     pub produce_duplicates: Family<TopicLabels, Counter>,
     pub produce_out_of_order: Family<TopicLabels, Counter>,
     pub produce_fenced: Family<TopicLabels, Counter>,
+    /// Kafka-protocol requests answered, by API and error code (`NONE`: success).
+    pub kafka_requests: Family<KafkaRequestLabels, Counter>,
+    /// Connections open on the Kafka listener.
+    pub kafka_connections_open: Gauge,
+    /// Connections accepted on the Kafka listener.
+    pub kafka_connections_accepted: Counter,
+    /// Kafka connections closed for bad input (garbage, oversized, unknown API or version).
+    pub kafka_connections_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -131,6 +145,10 @@ impl Metrics {
             produce_duplicates: Family::default(),
             produce_out_of_order: Family::default(),
             produce_fenced: Family::default(),
+            kafka_requests: Family::default(),
+            kafka_connections_open: Gauge::default(),
+            kafka_connections_accepted: Counter::default(),
+            kafka_connections_refused: Counter::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -209,6 +227,26 @@ impl Metrics {
                 "produce_fenced_batches",
                 "Batches of idempotent producers refused for a stale producer epoch (INVALID_PRODUCER_EPOCH)",
                 m.produce_fenced.clone(),
+            );
+            r.register(
+                "kafka_requests",
+                "Kafka-protocol requests, by API and Kafka error code (NONE: no error)",
+                m.kafka_requests.clone(),
+            );
+            r.register(
+                "kafka_connections_open",
+                "Client connections open on the Kafka listener",
+                m.kafka_connections_open.clone(),
+            );
+            r.register(
+                "kafka_connections_accepted",
+                "Connections accepted on the Kafka listener",
+                m.kafka_connections_accepted.clone(),
+            );
+            r.register(
+                "kafka_connections_refused",
+                "Kafka connections closed for bad input: garbage, a request over --kafka-max-request-bytes, an unknown API or version",
+                m.kafka_connections_refused.clone(),
             );
         }
         m

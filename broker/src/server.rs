@@ -17,6 +17,7 @@ use crate::{
     groups::Coordinator,
     grpc::SluiceService,
     grpc_groups::GroupsService,
+    kafka::KafkaServer,
 };
 
 /// How often the coordinator looks for members whose session ran out.
@@ -30,6 +31,8 @@ pub struct BrokerHandle {
     pub addr: SocketAddr,
     /// The bound metrics address, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The bound Kafka-protocol address, when enabled.
+    pub kafka_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     groups: Arc<Coordinator>,
     shutdown: watch::Sender<bool>,
@@ -61,9 +64,21 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     let groups_config = config.groups.clone();
     let limits = config.connections.clone();
     let shutdown_timeout = config.shutdown_timeout;
+    let kafka_config = config.kafka.clone();
     let broker = Arc::new(Broker::open(config)?);
     let groups = Coordinator::open(broker.clone(), groups_config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let kafka = match kafka_config {
+        Some(k) => {
+            let advertised = broker.config().advertised_address.clone();
+            Some(
+                KafkaServer::bind(k, broker.clone(), groups.clone(), advertised.as_deref(), shutdown_rx.clone())
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    let kafka_addr = kafka.as_ref().map(|k| k.addr);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SluiceServer<SluiceService>>().await;
@@ -102,14 +117,29 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     );
 
     let mut tasks = Vec::new();
+    if let Some(k) = kafka {
+        // The Kafka listener drains with the gRPC one: half the timeout for requests.
+        tasks.push(tokio::spawn(k.serve(shutdown_rx.clone(), shutdown_timeout / 2)));
+    }
     tasks.push(tokio::spawn(retention_loop(broker.clone(), retention_every, shutdown_rx.clone())));
     tasks.push(tokio::spawn(session_loop(groups.clone(), shutdown_rx.clone())));
     if let Some(l) = metrics_listener {
         let state = MetricsState { broker: broker.clone(), groups: groups.clone() };
         tasks.push(tokio::spawn(metrics_server(l, state, shutdown_rx.clone())));
     }
-    info!(%addr, metrics = ?metrics_addr, "broker serving");
-    Ok(BrokerHandle { addr, metrics_addr, broker, groups, shutdown, server, tasks, connections, shutdown_timeout })
+    info!(%addr, metrics = ?metrics_addr, kafka = ?kafka_addr, "broker serving");
+    Ok(BrokerHandle {
+        addr,
+        metrics_addr,
+        kafka_addr,
+        broker,
+        groups,
+        shutdown,
+        server,
+        tasks,
+        connections,
+        shutdown_timeout,
+    })
 }
 
 /// The reflection service's view of what this server serves: both Sluice services,

@@ -64,6 +64,10 @@ pub struct DevArgs {
     /// Address for Prometheus metrics (/metrics) and /healthz; "off" disables it.
     #[arg(long, default_value = "127.0.0.1:9644", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
+    /// Address for Kafka's wire protocol (Kafka clients: bootstrap.servers); port 0 picks
+    /// a free port (the banner shows it); "off" disables it.
+    #[arg(long, default_value = "127.0.0.1:9093", value_parser = parse_metrics_listen)]
+    pub kafka_listen: MetricsListen,
     /// Log format on stderr ("text" or "json"); filter with RUST_LOG (default: info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -73,7 +77,7 @@ pub struct DevArgs {
     pub demo: bool,
 }
 
-/// Where `sluice dev` serves metrics.
+/// Where `sluice dev` serves metrics (or the Kafka protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsListen {
     Off,

@@ -245,7 +245,8 @@ fn dev_stops_gracefully_on_sigterm() {
 fn dev_demo_shows_records_produced_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(SLUICE)
-        .args(["dev", "--demo", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
+        .args(["dev", "--demo", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--kafka-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -121,6 +121,10 @@ fn split_topic_config(
 
 /// Environment variables of the broker process. The broker's command line reads each
 /// of these (`sluice-broker --help` lists them); the operator sets them.
+/// The port of the brokers' Kafka-protocol listener (`kafka` on pods and Services).
+/// Kafka's conventional 9092 is the gRPC port (`spec.grpcPort`).
+pub const KAFKA_PORT: i32 = 9093;
+
 pub mod env {
     pub const STANDALONE: &str = "SLUICE_STANDALONE";
     pub const CLUSTER: &str = "SLUICE_CLUSTER";
@@ -128,6 +132,8 @@ pub mod env {
     pub const DATA_DIR: &str = "SLUICE_DATA_DIR";
     pub const LISTEN: &str = "SLUICE_LISTEN";
     pub const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
+    /// The Kafka-protocol listener (`--kafka-listen`).
+    pub const KAFKA_LISTEN: &str = "SLUICE_KAFKA_LISTEN";
     pub const ADVERTISED_ADDRESS: &str = "SLUICE_ADVERTISED_ADDRESS";
     pub const BROKER_ID: &str = "SLUICE_BROKER_ID";
     pub const RACK: &str = "SLUICE_RACK";

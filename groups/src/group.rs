@@ -311,7 +311,7 @@ impl Group {
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 

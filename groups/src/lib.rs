@@ -2,6 +2,8 @@
 //! storage: the broker's coordinator wires them to its log and to gRPC.
 //!
 //! - [`assignor`]: the strategies (range, round-robin, cooperative-sticky).
+//! - [`classic`]: one group of Kafka's classic protocol (JoinGroup/SyncGroup, client-side
+//!   assignors), beside the KIP-848 style groups of [`group`].
 //! - [`group`]: one group's members, epochs, sessions and reconciliation (KIP-848 style).
 //! - [`records`]: committed offsets as keyed records of `__consumer_offsets`.
 //! - [`offsets`]: the committed offsets of every group, as replaying those records
@@ -13,6 +15,7 @@
 //! through arguments or closures, so every rule is unit-tested without a broker.
 
 pub mod assignor;
+pub mod classic;
 pub mod error;
 pub mod group;
 pub mod offsets;
@@ -20,6 +23,7 @@ pub mod records;
 pub mod reset;
 
 pub use assignor::{Assignment, MemberSpec, assign};
+pub use classic::{ClassicError, ClassicGroup, ClassicMember, ClassicState, Join, JoinResult};
 pub use error::{GroupError, Result};
 pub use group::{Group, GroupState, Heartbeat, HeartbeatReply, Member};
 pub use offsets::CommittedOffsets;

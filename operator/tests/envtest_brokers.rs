@@ -166,6 +166,8 @@ fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -> Br
         .env("SLUICE_LISTEN", &addr)
         .env("SLUICE_METRICS_LISTEN", &metrics)
         .env("SLUICE_ADVERTISED_ADDRESS", &addr)
+        // Several brokers on one host: each its own Kafka port.
+        .env("SLUICE_KAFKA_LISTEN", format!("{ip}:0"))
         .env("SLUICE_LEASE_DURATION_SECONDS", LEASE_SECONDS.to_string())
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn")

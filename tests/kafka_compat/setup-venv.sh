@@ -15,7 +15,7 @@ log() { printf '[kafka_compat venv] %s\n' "$*" >&2; }
 
 ready() {
   [[ -x "$VENV/bin/python" && -f "$STAMP" ]] && cmp -s "$STAMP" "$REQS" &&
-    "$VENV/bin/python" -c 'import kafka.record.default_records, snappy, lz4.frame, zstandard' >/dev/null 2>&1
+    "$VENV/bin/python" -c 'import kafka.record.default_records, snappy, lz4.frame, zstandard, confluent_kafka, aiokafka' >/dev/null 2>&1
 }
 
 mkdir -p "$(dirname "$VENV")"

@@ -210,6 +210,39 @@ impl Broker {
         Ok(())
     }
 
+    /// Grows a topic to `count` partitions (Kafka's CreatePartitions; counts never
+    /// shrink). Standalone only, as every admin change.
+    pub fn create_partitions(&self, name: &str, count: u32) -> Result<TopicInfo> {
+        if let Some(why) = self.metadata.admin_refusal() {
+            return Err(BrokerError::Unsupported(why));
+        }
+        if sluice_core::topic::is_internal(name) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "'{name}' is an internal topic; its partitions are fixed"
+            )));
+        }
+        let mut topics = self.topics.write().map_err(|_| poisoned())?;
+        let old = topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        if count <= old.spec.partitions || count > 10_000 {
+            return Err(BrokerError::InvalidRequest(format!(
+                "topic '{name}' has {} partitions; the new count must be larger, and at most 10000 (asked: {count})",
+                old.spec.partitions
+            )));
+        }
+        let mut spec = old.spec.clone();
+        spec.partitions = count;
+        self.metadata.update_topic(&spec)?;
+        let mut partitions = old.partitions.clone();
+        for p in old.spec.partitions..count {
+            partitions.insert(p, Arc::new(PartitionLog::open(&self.db, name, p)?));
+        }
+        let topic = Arc::new(Topic { spec, config: old.config.clone(), partitions });
+        topics.insert(name.to_string(), topic.clone());
+        drop(topics);
+        info!(topic = name, partitions = count, "topic partitions added");
+        Ok(self.describe(&topic))
+    }
+
     /// Changes topic configuration overrides; an empty value removes an override.
     pub fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<TopicInfo> {
         if let Some(why) = self.metadata.admin_refusal() {

@@ -8,8 +8,8 @@ use std::{
 };
 
 use sluice_groups::{
-    Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo, Strategy, TopicPartition,
-    plan_reset, validate_group_id,
+    ClassicGroup, ClassicState, Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo,
+    Strategy, TopicPartition, plan_reset, validate_group_id,
 };
 use tracing::info;
 
@@ -65,27 +65,35 @@ impl Coordinator {
     /// Every group with members or committed offsets.
     pub fn list_groups(&self) -> Result<Vec<GroupSummary>> {
         let state = self.lock()?;
-        let names: BTreeSet<&String> = state.groups.keys().chain(state.offsets.iter().map(|(g, _)| g)).collect();
+        let names: BTreeSet<&String> =
+            state.groups.keys().chain(state.classic.keys()).chain(state.offsets.iter().map(|(g, _)| g)).collect();
         Ok(names
             .into_iter()
-            .map(|name| match state.groups.get(name) {
-                Some(g) => GroupSummary { group: name.clone(), state: g.state(), members: g.members.len() },
-                None => GroupSummary { group: name.clone(), state: GroupState::Empty, members: 0 },
+            .map(|name| match (state.groups.get(name), state.classic.get(name)) {
+                (_, Some(c)) if !c.members.is_empty() => {
+                    GroupSummary { group: name.clone(), state: classic_state(c), members: c.members.len() }
+                }
+                (Some(g), _) => GroupSummary { group: name.clone(), state: g.state(), members: g.members.len() },
+                _ => GroupSummary { group: name.clone(), state: GroupState::Empty, members: 0 },
             })
             .collect())
     }
 
     /// Describes a group: members, and per partition committed offset, log end and lag.
     pub fn describe(&self, group: &str) -> Result<GroupDescription> {
-        let (g, offsets) = {
+        let (g, classic, offsets) = {
             let state = self.lock()?;
             let g = state.groups.get(group).cloned();
+            let classic = state.classic.get(group).filter(|c| !c.members.is_empty()).cloned();
             let offsets = state.offsets.group(group).cloned();
-            if g.is_none() && offsets.is_none() {
+            if g.is_none() && classic.is_none() && offsets.is_none() {
                 return Err(BrokerError::GroupNotFound(group.to_string()));
             }
-            (g.unwrap_or_else(|| Group::new(group)), offsets.unwrap_or_default())
+            (g.unwrap_or_else(|| Group::new(group)), classic, offsets.unwrap_or_default())
         };
+        if let Some(c) = classic {
+            return Ok(self.describe_classic(&c, offsets));
+        }
         let mut tps: BTreeSet<TopicPartition> = offsets.keys().cloned().collect();
         let topics: BTreeSet<&String> = g.members.values().flat_map(|m| &m.topics).collect();
         for t in topics {
@@ -123,6 +131,45 @@ impl Coordinator {
             total_lag: partitions.iter().map(|p| p.lag).sum(),
             partitions,
         })
+    }
+
+    /// A classic group as DescribeGroup shows it: the generation as epoch, each
+    /// member's assignment as owned and target.
+    fn describe_classic(&self, c: &ClassicGroup, offsets: BTreeMap<TopicPartition, Committed>) -> GroupDescription {
+        let mut tps: BTreeSet<TopicPartition> = offsets.keys().cloned().collect();
+        tps.extend(c.members.values().flat_map(|m| m.assigned.iter().cloned()));
+        let partitions: Vec<PartitionLag> = tps
+            .into_iter()
+            .map(|tp| {
+                let committed = offsets.get(&tp).map(|o| o.offset);
+                let (log_start, log_end) = self.log_range(&tp);
+                let lag = log_end.saturating_sub(committed.unwrap_or(log_start));
+                PartitionLag { owner: c.owner(&tp).map(str::to_string), tp, committed, log_end, lag }
+            })
+            .collect();
+        let now = Instant::now();
+        let members = c
+            .members
+            .values()
+            .map(|m| MemberInfo {
+                id: m.id.clone(),
+                client_id: m.client_id.clone(),
+                epoch: c.generation,
+                topics: m.topics.iter().cloned().collect(),
+                owned: m.assigned.iter().cloned().collect(),
+                target: m.assigned.iter().cloned().collect(),
+                last_heartbeat_ago: now.saturating_duration_since(m.last_heartbeat),
+            })
+            .collect();
+        GroupDescription {
+            group: c.id.clone(),
+            state: classic_state(c),
+            epoch: c.generation,
+            strategy: Strategy::default(),
+            members,
+            total_lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+        }
     }
 
     /// Deletes an empty group and its offsets; returns the number of offsets removed.
@@ -176,5 +223,14 @@ impl Coordinator {
             info!(group, topic, ?to, "offsets reset");
         }
         Ok(plan)
+    }
+}
+
+/// A classic group's state in the vocabulary of DescribeGroup (stable, or moving).
+fn classic_state(c: &ClassicGroup) -> GroupState {
+    match c.state {
+        ClassicState::Empty => GroupState::Empty,
+        ClassicState::Stable => GroupState::Stable,
+        ClassicState::PreparingRebalance | ClassicState::CompletingRebalance => GroupState::Reconciling,
     }
 }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_groups::{CommittedOffsets, Group, TopicPartition, offsets_partition, validate_group_id};
+use sluice_groups::{ClassicGroup, CommittedOffsets, Group, TopicPartition, offsets_partition, validate_group_id};
 use tracing::info;
 
 use crate::{
@@ -41,6 +41,9 @@ pub struct GroupsConfig {
     pub heartbeat_interval: Duration,
     /// Records an offsets partition takes before it is compacted.
     pub compact_after_records: u64,
+    /// Classic protocol: how long the first join round of an empty group stays open
+    /// for more members (Kafka's `group.initial.rebalance.delay.ms`).
+    pub initial_rebalance_delay: Duration,
 }
 
 impl Default for GroupsConfig {
@@ -52,6 +55,7 @@ impl Default for GroupsConfig {
             max_session_timeout: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(3),
             compact_after_records: 10_000,
+            initial_rebalance_delay: Duration::from_secs(3),
         }
     }
 }
@@ -60,6 +64,8 @@ impl Default for GroupsConfig {
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) groups: BTreeMap<String, Group>,
+    /// Groups of Kafka's classic protocol (JoinGroup/SyncGroup).
+    pub(super) classic: BTreeMap<String, ClassicGroup>,
     pub(super) offsets: CommittedOffsets,
 }
 
@@ -74,6 +80,8 @@ pub struct Coordinator {
     /// Per offsets partition: serializes appends; holds records written since the last
     /// compaction.
     pub(super) append_locks: Vec<tokio::sync::Mutex<u64>>,
+    /// Wakes classic joins and syncs waiting for their round after any change.
+    pub(super) classic_changed: tokio::sync::Notify,
 }
 
 fn poisoned() -> BrokerError {
@@ -96,6 +104,7 @@ impl Coordinator {
             partitions,
             state: Mutex::new(State::default()),
             append_locks: (0..partitions).map(|_| tokio::sync::Mutex::new(0)).collect(),
+            classic_changed: tokio::sync::Notify::new(),
         };
         let started = Instant::now();
         let mut replayed = 0;

@@ -30,6 +30,11 @@ impl Coordinator {
         };
         let session_timeout = hb.session_timeout;
         let mut state = self.lock()?;
+        if state.classic.get(group).is_some_and(|g| !g.members.is_empty()) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "group '{group}' has members of Kafka's classic protocol (JoinGroup); use another group id"
+            )));
+        }
         let g = state.groups.entry(group.to_string()).or_insert_with(|| Group::new(group));
         let reply = g.heartbeat(hb, Instant::now(), |t| self.broker.partition_count(t));
         if g.members.is_empty() {
@@ -59,6 +64,7 @@ impl Coordinator {
 
     /// Removes members whose session ran out (called periodically).
     pub fn expire_members(&self) {
+        self.expire_classic();
         let Ok(mut state) = self.lock() else { return };
         let now = Instant::now();
         let mut emptied = Vec::new();
@@ -85,6 +91,13 @@ impl Coordinator {
         tps: impl IntoIterator<Item = &'a TopicPartition>,
     ) -> Result<()> {
         let state = self.lock()?;
+        if let Some(c) = state.classic.get(group).filter(|c| !c.members.is_empty() || !member.is_empty()) {
+            // A classic member commits with its generation as the epoch.
+            let classic_member = state.groups.get(group).is_none_or(|g| !g.members.contains_key(member));
+            if classic_member {
+                return c.check_commit(member, epoch).map_err(|e| super::classic::commit_refusal(group, member, e));
+            }
+        }
         match state.groups.get(group) {
             Some(g) => Ok(g.check_commit(member, epoch, tps)?),
             None if member.is_empty() => Ok(()),
@@ -95,6 +108,12 @@ impl Coordinator {
     /// Refuses while the group has live members (deletes and resets need it empty).
     pub(super) fn refuse_if_live(&self, group: &str) -> Result<()> {
         let state = self.lock()?;
+        if let Some(c) = state.classic.get(group).filter(|c| !c.members.is_empty()) {
+            return Err(BrokerError::GroupNotEmpty {
+                group: group.to_string(),
+                members: c.members.keys().cloned().collect(),
+            });
+        }
         match state.groups.get(group) {
             Some(g) if !g.members.is_empty() => {
                 Err(BrokerError::GroupNotEmpty { group: group.to_string(), members: g.member_ids() })

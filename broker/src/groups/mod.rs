@@ -4,6 +4,7 @@
 //! `__consumer_offsets`; membership is served in the spirit of Kafka's KIP-848.
 //!
 //! - [`coordinator`]: the [`Coordinator`], its settings, opening (topic + replay).
+//! - `classic`: Kafka's classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup).
 //! - [`membership`]: join, heartbeat, leave, session expiry, who may commit.
 //! - [`offsets`]: commits as records, replay on start, compaction, offset fetch.
 //! - [`admin`]: list, describe (with lag), delete, reset.
@@ -14,12 +15,14 @@
 //! and join again, and resume from their committed offsets.
 
 mod admin;
+mod classic;
 pub mod coordinator;
 mod gauges;
 mod membership;
 mod offsets;
 
 pub use admin::{GroupDescription, GroupSummary, MemberInfo, PartitionLag};
+pub use classic::ClassicRefusal;
 pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
 pub use membership::HeartbeatOutcome;
 pub use sluice_groups::{ResetLine, ResetTo, Strategy, TopicPartition, offsets_partition};

@@ -81,12 +81,23 @@ impl BrokerProcess {
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice-broker"))
             .args(["--data-dir", data_dir.to_str().expect("utf8 path"), "--listen", &addr, "--metrics-listen", "off"])
+            // Tests run in parallel: a free Kafka port unless the test names one.
+            .args(if extra.contains(&"--kafka-listen") { &[][..] } else { &["--kafka-listen", "127.0.0.1:0"][..] })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn sluice-broker");
         Self { child, addr, data_dir: data_dir.to_path_buf(), stderr_path }
+    }
+
+    /// The bound Kafka-protocol address, from the broker's "broker serving" log line
+    /// (`kafka=Some(ADDR)`; after [`Self::wait_ready`]).
+    pub fn kafka_addr(&self) -> String {
+        let log = self.stderr();
+        let line = log.lines().find(|l| l.contains("broker serving")).expect("no 'broker serving' line in the log");
+        let at = line.find("kafka=Some(").expect("a kafka address in the serving line") + "kafka=Some(".len();
+        line[at..].split(')').next().expect("an address").to_string()
     }
 
     /// Waits until the gRPC port accepts connections, or panics with the broker's log.

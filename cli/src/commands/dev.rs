@@ -11,6 +11,8 @@ use crate::args::{DEFAULT_BROKER, DevArgs, MetricsListen};
 
 /// The first line of the banner; tests and scripts read the bound address from it.
 pub const LISTENING: &str = "Sluice dev broker listening on";
+/// The banner line naming the Kafka-protocol address (tests read it).
+pub const KAFKA_LINE: &str = "  kafka:   ";
 
 pub async fn run(args: DevArgs) -> Result<()> {
     sluice_broker::telemetry::init(&args.log_format);
@@ -18,6 +20,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
     config.metrics_listen = match args.metrics_listen {
         MetricsListen::Off => None,
         MetricsListen::On(a) => Some(a),
+    };
+    config.kafka = match args.kafka_listen {
+        MetricsListen::Off => None,
+        MetricsListen::On(a) => Some(sluice_broker::kafka::KafkaConfig::new(a)),
     };
     // Listen before opening storage: a signal during start-up then stops the broker
     // gracefully right after it is up, instead of killing it while it opens the log.
@@ -30,7 +36,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let _ = trigger.send(true);
     });
     // Only now, with the handlers in place, tell the user (and scripts) it is up.
-    print_banner(&banner(handle.addr, handle.metrics_addr, &args.data_dir));
+    print_banner(&banner(handle.addr, handle.metrics_addr, handle.kafka_addr, &args.data_dir));
     if args.demo {
         match demo(handle.addr).await {
             Ok(text) => print_banner(&text),
@@ -90,12 +96,16 @@ fn print_banner(text: &str) {
     let _ = out.flush();
 }
 
-fn banner(addr: SocketAddr, metrics: Option<SocketAddr>, data_dir: &Path) -> String {
+fn banner(addr: SocketAddr, metrics: Option<SocketAddr>, kafka: Option<SocketAddr>, data_dir: &Path) -> String {
     let mut s = format!("{LISTENING} {addr}\n");
     s.push_str(&format!("  data dir: {}\n", data_dir.display()));
     match metrics {
         Some(m) => s.push_str(&format!("  metrics:  http://{m}/metrics\n")),
         None => s.push_str("  metrics:  off\n"),
+    }
+    match kafka {
+        Some(k) => s.push_str(&format!("{KAFKA_LINE} {k}   (Kafka clients: bootstrap.servers={k})\n")),
+        None => s.push_str(&format!("{KAFKA_LINE} off\n")),
     }
     s.push_str("\nTry it, in another terminal:\n");
     if addr.to_string() != DEFAULT_BROKER {
@@ -116,13 +126,15 @@ mod tests {
     #[test]
     fn banner_names_address_metrics_and_export_when_not_default() {
         let addr: SocketAddr = "127.0.0.1:4000".parse().expect("address");
-        let b = banner(addr, None, Path::new("/tmp/d"));
+        let b = banner(addr, None, None, Path::new("/tmp/d"));
         assert!(b.starts_with("Sluice dev broker listening on 127.0.0.1:4000\n"), "{b}");
         assert!(b.contains("export SLUICE_BROKER=127.0.0.1:4000"), "{b}");
         assert!(b.contains("metrics:  off"), "{b}");
+        assert!(b.contains("  kafka:    off\n"), "{b}");
 
         let default: SocketAddr = DEFAULT_BROKER.parse().expect("address");
-        let b = banner(default, Some(addr), Path::new("d"));
+        let b = banner(default, Some(addr), Some(addr), Path::new("d"));
+        assert!(b.contains("  kafka:    127.0.0.1:4000 "), "{b}");
         assert!(!b.contains("export"), "{b}");
         assert!(b.contains("http://127.0.0.1:4000/metrics"), "{b}");
     }

@@ -13,11 +13,15 @@ use tempfile::TempDir;
 
 pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 pub const BANNER: &str = "Sluice dev broker listening on ";
+/// The banner line naming the Kafka-protocol address.
+pub const KAFKA_BANNER: &str = "  kafka:    ";
 
 /// A `sluice dev` process, killed when dropped (also when a test panics).
 pub struct DevBroker {
     pub child: Child,
     pub addr: String,
+    /// The Kafka-protocol address (bootstrap.servers).
+    pub kafka_addr: String,
     pub dir: TempDir,
     /// Kept open so the broker never writes to a closed pipe.
     _stdout: Option<ChildStdout>,
@@ -33,7 +37,8 @@ impl DevBroker {
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("broker.log")).unwrap();
         let child = Command::new(SLUICE)
-            .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
+            .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--kafka-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("RUST_LOG", rust_log)
             .env_remove("SLUICE_BROKER")
@@ -42,7 +47,7 @@ impl DevBroker {
             .stderr(log)
             .spawn()
             .expect("start sluice dev");
-        let mut broker = DevBroker { child, addr: String::new(), dir, _stdout: None };
+        let mut broker = DevBroker { child, addr: String::new(), kafka_addr: String::new(), dir, _stdout: None };
         // Port 0 lets the broker pick a free port without a race; the banner names it.
         let mut stdout = BufReader::new(broker.child.stdout.take().unwrap());
         let mut line = String::new();
@@ -51,6 +56,14 @@ impl DevBroker {
             panic!("no banner from sluice dev (got {line:?}); log:\n{}", broker.log());
         };
         broker.addr = addr.to_string();
+        while !line.starts_with(KAFKA_BANNER) {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("no kafka line in the banner of sluice dev; log:\n{}", broker.log());
+            }
+        }
+        let kafka = line[KAFKA_BANNER.len()..].split_whitespace().next().unwrap_or_default();
+        broker.kafka_addr = kafka.to_string();
         broker._stdout = Some(stdout.into_inner());
         broker.wait_until_accepting();
         broker

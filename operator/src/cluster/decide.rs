@@ -46,6 +46,11 @@ pub fn problems(c: &Cluster) -> Vec<String> {
     if s.grpc_port == s.metrics_port {
         out.push(format!("spec.grpcPort and spec.metricsPort are both {}; they must differ", s.grpc_port));
     }
+    for (field, port) in [("spec.grpcPort", s.grpc_port), ("spec.metricsPort", s.metrics_port)] {
+        if port == sluice_crd::contract::KAFKA_PORT {
+            out.push(format!("{field} is {port}, the brokers' Kafka port; choose another"));
+        }
+    }
     if let Some(key) = &s.topology_key
         && !valid_label_key(key)
     {

@@ -98,7 +98,7 @@ pub fn headless_service(c: &Cluster) -> Service {
             // Brokers find each other before they are ready (replication catches up).
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(c)),
-            ports: Some(vec![tcp_port("grpc", c.spec.grpc_port)]),
+            ports: Some(vec![tcp_port("grpc", c.spec.grpc_port), tcp_port("kafka", contract::KAFKA_PORT)]),
             ..Default::default()
         }),
         status: None,
@@ -110,7 +110,11 @@ pub fn client_service(c: &Cluster) -> Service {
         metadata: meta(c, client_service_name(c)),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(c)),
-            ports: Some(vec![tcp_port("grpc", c.spec.grpc_port), tcp_port("metrics", c.spec.metrics_port)]),
+            ports: Some(vec![
+                tcp_port("grpc", c.spec.grpc_port),
+                tcp_port("kafka", contract::KAFKA_PORT),
+                tcp_port("metrics", c.spec.metrics_port),
+            ]),
             ..Default::default()
         }),
         status: None,
@@ -131,6 +135,9 @@ pub fn config_map(c: &Cluster) -> ConfigMap {
     data.insert(env::DATA_DIR.into(), DATA_DIR.into());
     data.insert(env::LISTEN.into(), format!("0.0.0.0:{}", c.spec.grpc_port));
     data.insert(env::METRICS_LISTEN.into(), format!("0.0.0.0:{}", c.spec.metrics_port));
+    // Kafka clients reach each pod by its DNS name through the headless Service; the
+    // broker advertises that host with this port.
+    data.insert(env::KAFKA_LISTEN.into(), format!("0.0.0.0:{}", contract::KAFKA_PORT));
     ConfigMap { metadata: meta(c, config_map_name(c)), data: Some(data), ..Default::default() }
 }
 
@@ -168,6 +175,7 @@ pub fn statefulset(c: &Cluster, replicas: i32) -> StatefulSet {
         }]),
         ports: Some(vec![
             ContainerPort { name: Some("grpc".into()), container_port: c.spec.grpc_port, ..Default::default() },
+            ContainerPort { name: Some("kafka".into()), container_port: contract::KAFKA_PORT, ..Default::default() },
             ContainerPort { name: Some("metrics".into()), container_port: c.spec.metrics_port, ..Default::default() },
         ]),
         // gRPC probes need Kubernetes 1.24; the port being open is the readiness signal on older servers.
@@ -339,6 +347,7 @@ pub(crate) mod tests {
         let cm = config_map(&c).data.unwrap();
         assert_eq!(cm["SLUICE_RETENTION_MS"], "1000");
         assert_eq!(cm["SLUICE_LISTEN"], "0.0.0.0:9092");
+        assert_eq!(cm["SLUICE_KAFKA_LISTEN"], "0.0.0.0:9093");
         assert_eq!(cm["SLUICE_METRICS_LISTEN"], "0.0.0.0:9644");
         assert_eq!((cm["SLUICE_STANDALONE"].as_str(), cm["SLUICE_CLUSTER"].as_str()), ("false", "kf"));
         assert_eq!(cm["SLUICE_DATA_DIR"], DATA_DIR);

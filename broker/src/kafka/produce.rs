@@ -1,0 +1,134 @@
+//! Produce and InitProducerId. Each partition's records (one RecordBatch v2, as Kafka
+//! requires from v3 on) go to [`Broker::produce`](crate::Broker::produce) untouched;
+//! errors are per partition. acks=0 gets no response at all, as from Kafka.
+
+use kafka_protocol::{
+    ResponseError,
+    messages::{
+        BrokerId, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ResponseKind,
+        produce_response::{LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse},
+    },
+    protocol::StrBytes,
+};
+
+use super::{
+    Context,
+    connection::{Answer, first_error},
+    errors,
+};
+use crate::{broker::Acks, error::BrokerError};
+
+pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> Answer {
+    let acks = match r.acks {
+        0 => Acks::None,
+        1 => Acks::Leader,
+        -1 => Acks::All,
+        other => {
+            let why = format!("acks={other} is not one of 0, 1, -1 (all)");
+            return answer(refusal(&r, ResponseError::InvalidRequiredAcks, &why, version), true);
+        }
+    };
+    if r.transactional_id.is_some() {
+        let why = "transactions are not supported by this broker (transactional.id is set)";
+        return answer(
+            refusal(&r, ResponseError::TransactionalIdAuthorizationFailed, why, version),
+            acks != Acks::None,
+        );
+    }
+    let mut topics = Vec::with_capacity(r.topic_data.len());
+    for t in &r.topic_data {
+        let name = t.name.0.as_str();
+        let mut partitions = Vec::with_capacity(t.partition_data.len());
+        for p in &t.partition_data {
+            let result = match (&p.records, u32::try_from(p.index)) {
+                _ if sluice_core::topic::is_internal(name) => Err(BrokerError::InvalidRequest(format!(
+                    "'{name}' is an internal topic; clients cannot produce to it"
+                ))),
+                (None, _) => Err(BrokerError::InvalidRequest("no records".into())),
+                (_, Err(_)) => Err(BrokerError::UnknownPartition {
+                    topic: name.to_string(),
+                    partition: 0,
+                    count: ctx.broker.partition_count(name).unwrap_or(0),
+                }),
+                (Some(records), Ok(partition)) => ctx.broker.produce(name, partition, acks, records.clone()).await,
+            };
+            partitions.push(match result {
+                Ok(a) => PartitionProduceResponse::default()
+                    .with_index(p.index)
+                    .with_base_offset(a.base_offset as i64)
+                    // CreateTime topics: Kafka answers -1 here.
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(if version >= 5 { a.log_start as i64 } else { -1 }),
+                Err(e) => {
+                    let mut resp = PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(errors::code(&e))
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message(if version >= 8 { errors::message(&e) } else { None });
+                    if let BrokerError::NotLeader { leader: Some((id, _)), .. } = &e
+                        && version >= 10
+                    {
+                        let epoch = ctx.broker.metadata().leader_epoch(name, p.index as u32);
+                        resp.current_leader =
+                            LeaderIdAndEpoch::default().with_leader_id(BrokerId(*id)).with_leader_epoch(epoch);
+                    }
+                    resp
+                }
+            });
+        }
+        topics.push(TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions));
+    }
+    answer(topics, acks != Acks::None)
+}
+
+/// Every partition of the request refused with one error.
+fn refusal(r: &ProduceRequest, e: ResponseError, why: &str, version: i16) -> Vec<TopicProduceResponse> {
+    r.topic_data
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(e.code())
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message((version >= 8).then(|| StrBytes::from_string(why.to_string())))
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions)
+        })
+        .collect()
+}
+
+fn answer(topics: Vec<TopicProduceResponse>, respond: bool) -> Answer {
+    let error = first_error(topics.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)));
+    if !respond {
+        return Answer::silent(error);
+    }
+    Answer::new(ResponseKind::Produce(ProduceResponse::default().with_responses(topics)), error)
+}
+
+/// Without idempotence support in the broker yet, InitProducerId is answered as a
+/// Kafka broker that cannot give producer ids answers: a transactional id gets
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED ("transactions are not supported"), an
+/// idempotent producer CLUSTER_AUTHORIZATION_FAILED (the IDEMPOTENT_WRITE denial,
+/// which librdkafka and the Java client report as fatal with its reason, never a hang).
+/// The idempotent producer's branch connects this to its `Broker` method at merge.
+pub(super) fn init_producer_id(r: InitProducerIdRequest) -> Answer {
+    let error = if r.transactional_id.is_some() {
+        ResponseError::TransactionalIdAuthorizationFailed
+    } else {
+        ResponseError::ClusterAuthorizationFailed
+    };
+    let body = InitProducerIdResponse::default()
+        .with_error_code(error.code())
+        .with_producer_id((-1).into())
+        .with_producer_epoch(-1);
+    Answer::new(ResponseKind::InitProducerId(body), error.code())
+}
