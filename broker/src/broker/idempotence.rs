@@ -45,6 +45,9 @@ struct PartitionProducers {
     since_snapshot: u32,
 }
 
+/// One partition's state, `None` until its first idempotent batch loads it.
+type Slot = Arc<Mutex<Option<PartitionProducers>>>;
+
 /// What an idempotent append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IdempotentAppend {
@@ -60,7 +63,7 @@ pub(super) enum IdempotentAppend {
 #[derive(Debug)]
 pub(super) struct Idempotence {
     db: sled::Db,
-    partitions: Mutex<HashMap<(String, u32), Arc<Mutex<Option<PartitionProducers>>>>>,
+    partitions: Mutex<HashMap<(String, u32), Slot>>,
     /// Next counter value and the persisted end of its block.
     ids: tokio::sync::Mutex<(u64, u64)>,
 }
@@ -86,7 +89,7 @@ impl Idempotence {
         })
     }
 
-    fn slot(&self, topic: &str, partition: u32) -> Arc<Mutex<Option<PartitionProducers>>> {
+    fn slot(&self, topic: &str, partition: u32) -> Slot {
         lock(&self.partitions).entry((topic.to_string(), partition)).or_default().clone()
     }
 
