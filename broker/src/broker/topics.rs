@@ -234,7 +234,7 @@ impl Broker {
         self.metadata.update_topic(&spec)?;
         let mut partitions = old.partitions.clone();
         for p in old.spec.partitions..count {
-            partitions.insert(p, Arc::new(PartitionLog::open(&self.db, name, p)?));
+            partitions.insert(p, Arc::new(PartitionLog::open(&self.store, name, p)?));
         }
         let topic = Arc::new(Topic { spec, config: old.config.clone(), partitions });
         topics.insert(name.to_string(), topic.clone());

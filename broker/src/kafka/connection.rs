@@ -149,7 +149,7 @@ async fn dispatch(ctx: &Context, api: ApiKey, body: RequestKind, version: i16) -
         RequestKind::Metadata(r) => metadata::metadata(ctx, r, version),
         RequestKind::DescribeCluster(r) => metadata::describe_cluster(ctx, r),
         RequestKind::Produce(r) => produce::produce(ctx, r, version).await,
-        RequestKind::InitProducerId(r) => produce::init_producer_id(r),
+        RequestKind::InitProducerId(r) => produce::init_producer_id(ctx, r).await,
         RequestKind::Fetch(r) => fetch::fetch(ctx, r, version).await,
         RequestKind::ListOffsets(r) => fetch::list_offsets(ctx, r, version),
         RequestKind::OffsetForLeaderEpoch(r) => fetch::offset_for_leader_epoch(ctx, r),

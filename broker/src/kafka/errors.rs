@@ -24,7 +24,11 @@ pub fn kind(e: &BrokerError) -> E {
         BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         BrokerError::InvalidConfig(_) => E::InvalidConfig,
         BrokerError::InvalidRequest(_) => E::InvalidRequest,
-        BrokerError::Storage(_) | BrokerError::DataDir { .. } => E::KafkaStorageError,
+        BrokerError::Storage(_) | BrokerError::DataDir { .. } | BrokerError::Damaged(_) => E::KafkaStorageError,
+        // Kafka's answer when a log directory fails or is full; retriable.
+        BrokerError::DiskFull { .. } => E::KafkaStorageError,
+        BrokerError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
+        BrokerError::ProducerFenced { .. } => E::InvalidProducerEpoch,
         BrokerError::Listen { .. } => E::UnknownServerError,
         BrokerError::NotLeader { .. } => E::NotLeaderOrFollower,
         BrokerError::NotEnoughReplicas { .. } => E::NotEnoughReplicas,

@@ -120,15 +120,25 @@ fn answer(topics: Vec<TopicProduceResponse>, respond: bool) -> Answer {
 /// idempotent producer CLUSTER_AUTHORIZATION_FAILED (the IDEMPOTENT_WRITE denial,
 /// which librdkafka and the Java client report as fatal with its reason, never a hang).
 /// The idempotent producer's branch connects this to its `Broker` method at merge.
-pub(super) fn init_producer_id(r: InitProducerIdRequest) -> Answer {
-    let error = if r.transactional_id.is_some() {
-        ResponseError::TransactionalIdAuthorizationFailed
-    } else {
-        ResponseError::ClusterAuthorizationFailed
+pub(super) async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> Answer {
+    let refused = |error: ResponseError| {
+        let body = InitProducerIdResponse::default()
+            .with_error_code(error.code())
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        Answer::new(ResponseKind::InitProducerId(body), error.code())
     };
-    let body = InitProducerIdResponse::default()
-        .with_error_code(error.code())
-        .with_producer_id((-1).into())
-        .with_producer_epoch(-1);
-    Answer::new(ResponseKind::InitProducerId(body), error.code())
+    if r.transactional_id.is_some() {
+        return refused(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // Without a transactional id every call gets a new producer id at epoch 0, also a
+    // call that names its old id to bump the epoch (KIP-360): a new id is a valid answer
+    // to that, and its sequences start again at 0 on every partition.
+    match ctx.broker.init_producer_id(None).await {
+        Ok((id, epoch)) => {
+            let body = InitProducerIdResponse::default().with_producer_id(id.into()).with_producer_epoch(epoch);
+            Answer::new(ResponseKind::InitProducerId(body), 0)
+        }
+        Err(e) => refused(errors::kind(&e)),
+    }
 }

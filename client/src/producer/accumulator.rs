@@ -186,6 +186,29 @@ impl<D: Completion> PartitionBatches<D> {
     }
 }
 
+impl<D> PartitionBatches<D> {
+    /// The producer id and epoch batches are stamped with now.
+    pub(crate) fn producer(&self) -> Option<(i64, i16)> {
+        self.producer
+    }
+
+    /// Gives the partition a new producer identity after one of its batches failed for
+    /// good: the broker's sequence for the old identity now has a hole no later batch can
+    /// fill. Sealed batches not sent yet are re-stamped in order from sequence 0; the
+    /// open batch gets the new identity when it is sealed.
+    pub(crate) fn reset_producer(&mut self, producer_id: i64, epoch: i16) {
+        self.producer = Some((producer_id, epoch));
+        self.next_sequence = 0;
+        for b in &mut self.sealed {
+            let records = sluice_core::batch::peek(&b.bytes).map_or(0, |i| i.record_count as i32);
+            let mut bytes = b.bytes.to_vec();
+            sluice_core::batch::set_producer(&mut bytes, producer_id, epoch, self.next_sequence);
+            b.bytes = bytes.into();
+            self.next_sequence = increment_sequence(self.next_sequence, records);
+        }
+    }
+}
+
 impl<D: Completion> PartitionBatches<D> {
     /// Seals the open batch and asks the sender not to linger on the next one either,
     /// until it finds nothing to send.

@@ -206,6 +206,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A new producer id and epoch from the broker (InitProducerId).
+async fn new_producer_id(client: &Client) -> Result<(i64, i16)> {
+    let req = sluice_proto::v1::InitProducerIdRequest { transactional_id: None };
+    let r = client.raw().init_producer_id(req).await.map_err(ClientError::from)?.into_inner();
+    let epoch = i16::try_from(r.producer_epoch)
+        .map_err(|_| ClientError::InvalidArgument(format!("the broker gave producer epoch {}", r.producer_epoch)))?;
+    tracing::debug!(producer_id = r.producer_id, epoch, "idempotent producer");
+    Ok((r.producer_id, epoch))
+}
+
 impl Producer {
     pub fn new(client: Client, config: ProducerConfig) -> Self {
         Self {
@@ -241,19 +251,7 @@ impl Producer {
         if !self.inner.config.idempotent() {
             return Ok(None);
         }
-        let id = self
-            .inner
-            .producer_id
-            .get_or_try_init(|| async {
-                let req = sluice_proto::v1::InitProducerIdRequest { transactional_id: None };
-                let r = self.inner.client.raw().init_producer_id(req).await.map_err(ClientError::from)?.into_inner();
-                let epoch = i16::try_from(r.producer_epoch).map_err(|_| {
-                    ClientError::InvalidArgument(format!("the broker gave producer epoch {}", r.producer_epoch))
-                })?;
-                tracing::debug!(producer_id = r.producer_id, epoch, "idempotent producer");
-                Ok::<_, ClientError>((r.producer_id, epoch))
-            })
-            .await?;
+        let id = self.inner.producer_id.get_or_try_init(|| new_producer_id(&self.inner.client)).await?;
         Ok(Some(*id))
     }
 

@@ -68,15 +68,44 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
 /// Sends one batch with retries, then completes it and frees its in-flight slot.
 async fn send_batch(inner: Arc<Inner>, q: Arc<PartitionQueue>, batch: SealedBatch<BatchCompletion>) {
     let len = batch.bytes.len();
+    let stamped = sluice_core::batch::peek(&batch.bytes).map(|i| (i.producer_id, i.producer_epoch));
     let outcome = send_with_retries(&inner, &q, batch.order, batch.bytes).await;
     if outcome.is_ok() {
         q.acknowledged.store(true, Ordering::Release);
+    } else if let Some(stamped) = stamped.filter(|_| inner.config.idempotent()) {
+        reset_after_failure(&inner, &q, stamped).await;
     }
     q.sending.finish(batch.order);
     let _ = batch.done.done.send(outcome);
     inner.in_flight.completed(len);
     inner.progress.notify_waiters();
     q.wake.notify_one();
+}
+
+/// After a batch of an idempotent producer failed for good, the broker's sequence for
+/// its producer id has a hole on this partition that no later batch fills: every later
+/// batch would be refused as out of order. As Kafka's producer resets its sequences, the
+/// partition moves to a new producer id from sequence 0 (once per hole: only when the
+/// failed batch carried the partition's current id). Without a new id (the broker is
+/// unreachable) the partition keeps the old one and later batches fail clearly.
+async fn reset_after_failure(inner: &Inner, q: &PartitionQueue, stamped: (i64, i16)) {
+    if lock(&q.batches).producer() != Some(stamped) {
+        return;
+    }
+    match super::new_producer_id(&inner.client).await {
+        Ok((id, epoch)) => {
+            let mut batches = lock(&q.batches);
+            if batches.producer() == Some(stamped) {
+                batches.reset_producer(id, epoch);
+                // The broker knows nothing of the new id here yet: its first batch goes alone.
+                q.acknowledged.store(false, Ordering::Release);
+                debug!(topic = %q.topic, partition = q.partition, producer_id = id, "new producer id after a failed batch");
+            }
+        }
+        Err(e) => {
+            warn!(topic = %q.topic, partition = q.partition, error = %e, "no new producer id after a failed batch")
+        }
+    }
 }
 
 async fn send_with_retries(inner: &Inner, q: &PartitionQueue, order: u64, batch: Bytes) -> BatchOutcome {

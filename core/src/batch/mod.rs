@@ -221,6 +221,21 @@ pub fn set_base_offset(batch: &mut [u8], offset: u64) {
     }
 }
 
+/// Writes an idempotent producer's id, epoch and base sequence into a sealed batch and
+/// recomputes its CRC (the three fields lie inside it). The producer does this when it
+/// re-stamps batches not yet sent after a batch failed for good (Kafka's producer resets
+/// sequences the same way). No-op on a batch shorter than a header.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes the partition leader epoch into a batch (outside the CRC).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     if let Some(b) = batch.get_mut(EPOCH_AT..EPOCH_AT + 4) {

@@ -291,3 +291,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn set_producer_restamps_a_sealed_batch_that_still_validates() {
+    let mut b = BatchBuilder::new(Compression::None, 1024);
+    b.set_producer(7, 0, 40);
+    b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[]);
+    b.push(1_700_000_000_001, None, Some(b"w"), &[]);
+    let mut bytes = b.finish().expect("finish").to_vec();
+    super::set_producer(&mut bytes, 9, 1, 0);
+    let info = super::validate(&bytes, 1 << 20).expect("the CRC was recomputed");
+    assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence, info.record_count), (9, 1, 0, 2));
+}
