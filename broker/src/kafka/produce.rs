@@ -114,12 +114,10 @@ fn answer(topics: Vec<TopicProduceResponse>, respond: bool) -> Answer {
     Answer::new(ResponseKind::Produce(ProduceResponse::default().with_responses(topics)), error)
 }
 
-/// Without idempotence support in the broker yet, InitProducerId is answered as a
-/// Kafka broker that cannot give producer ids answers: a transactional id gets
-/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED ("transactions are not supported"), an
-/// idempotent producer CLUSTER_AUTHORIZATION_FAILED (the IDEMPOTENT_WRITE denial,
-/// which librdkafka and the Java client report as fatal with its reason, never a hang).
-/// The idempotent producer's branch connects this to its `Broker` method at merge.
+/// Kafka's InitProducerId for idempotent producers: the broker's own producer ids
+/// ([`Broker::init_producer_id`](crate::Broker::init_producer_id)), the same as gRPC
+/// producers get. A transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+/// ("transactions are not supported"), which clients report as fatal, never a hang.
 pub(super) async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> Answer {
     let refused = |error: ResponseError| {
         let body = InitProducerIdResponse::default()

@@ -167,8 +167,10 @@ fn replay_rebuilds_the_state_from_stored_batches() {
 
 #[test]
 fn load_uses_the_snapshot_and_replays_the_tail_of_the_log() {
-    let db = sled::Config::new().temporary(true).open().expect("db");
-    let log = PartitionLog::open(&db, "t", 0).expect("log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = crate::storage::LogStore::temporary(dir.path(), 1 << 20).expect("store");
+    let db = store.db().clone();
+    let log = PartitionLog::open(&store, "t", 0).expect("log");
     // Nothing stored: empty state, no snapshot.
     let (s, r) = persist::load(&db, "t", 0, &log).expect("load");
     assert!(s.is_empty());
