@@ -314,11 +314,20 @@ async fn replicas_spread_across_racks_when_the_cluster_sets_a_topology_key() {
     assert!(per_broker.values().all(|&n| n == 6), "{per_broker:?}");
     // Pods spread over the key too. The brokers are not handed it: none reads it, and
     // their Role cannot read Nodes; a broker's rack comes from SLUICE_RACK.
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), NS).get("zoned-config").await.unwrap();
+    // The Topic is placed from the Leases; the Cluster's objects come from its own
+    // reconcile, which may still be running (or retrying) under load.
+    let cms = Api::<ConfigMap>::namespaced(client.clone(), NS);
+    let cm = wait_for("ConfigMap zoned-config", Duration::from_secs(30), || async {
+        cms.get_opt("zoned-config").await.ok().flatten()
+    })
+    .await;
     let data = cm.data.unwrap();
     assert!(!data.contains_key("SLUICE_TOPOLOGY_KEY"), "{data:?}");
     assert_eq!(data["SLUICE_CLUSTER"], "zoned");
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get("zoned").await.unwrap();
+    let stss = Api::<StatefulSet>::namespaced(client.clone(), NS);
+    let sts =
+        wait_for("StatefulSet zoned", Duration::from_secs(30), || async { stss.get_opt("zoned").await.ok().flatten() })
+            .await;
     let anti = sts.spec.unwrap().template.spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
     let keys: Vec<String> = anti
         .preferred_during_scheduling_ignored_during_execution

@@ -3,6 +3,13 @@
 //! before the one sealed just before it and be refused as out of order; the sender
 //! retries it once every earlier batch has completed (Kafka's producer does the same),
 //! and treats the refusal as final only for a batch that was the oldest when it was sent.
+//!
+//! The window is counted from the oldest batch in flight, not by how many are in flight:
+//! a batch is sent only while it is fewer than `limit` places after the oldest one still
+//! in flight. The broker remembers a producer's last 5 batches per partition; if later
+//! batches could go on completing while an old one waits to be retried, the old one
+//! would fall out of that memory and its retry be refused as out of order instead of
+//! being answered as the duplicate it is.
 
 use std::{collections::BTreeSet, sync::Mutex, time::Instant};
 
@@ -13,6 +20,8 @@ use super::lock;
 #[derive(Debug, Default)]
 pub(super) struct InFlightBatches {
     orders: Mutex<BTreeSet<u64>>,
+    /// The order of the last batch started.
+    last_started: Mutex<Option<u64>>,
     /// Signalled when a batch completes.
     completed: Notify,
 }
@@ -24,6 +33,15 @@ impl InFlightBatches {
 
     pub(super) fn start(&self, order: u64) {
         lock(&self.orders).insert(order);
+        *lock(&self.last_started) = Some(order);
+    }
+
+    /// True while the next batch (the one after the last started) is fewer than `limit`
+    /// places after the oldest batch in flight (see the module documentation).
+    pub(super) fn window_open(&self, limit: usize) -> bool {
+        let Some(oldest) = lock(&self.orders).first().copied() else { return true };
+        let next = lock(&self.last_started).map_or(0, |o| o + 1);
+        next < oldest + limit as u64
     }
 
     pub(super) fn finish(&self, order: u64) {
@@ -58,6 +76,26 @@ mod tests {
     use std::{sync::Arc, time::Duration};
 
     use super::*;
+
+    #[test]
+    fn the_window_counts_from_the_oldest_batch_in_flight() {
+        let f = InFlightBatches::default();
+        assert!(f.window_open(5));
+        for order in 0..5 {
+            f.start(order);
+        }
+        assert!(!f.window_open(5), "0..5 in flight");
+        // 1..5 complete while 0 waits for its retry: still no room for 5.
+        for order in 1..5 {
+            f.finish(order);
+        }
+        assert_eq!(f.len(), 1);
+        assert!(!f.window_open(5), "5 would be 5 places after 0, beyond the broker's memory of 0");
+        f.finish(0);
+        assert!(f.window_open(5));
+        f.start(5);
+        assert!(f.window_open(5) && !f.window_open(1));
+    }
 
     #[tokio::test]
     async fn a_batch_waits_for_every_earlier_one() {

@@ -34,7 +34,7 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
         // state to order the others by (an unknown producer may start at any sequence, as
         // in Kafka), so the first batch goes alone.
         let limit = if q.acknowledged.load(Ordering::Acquire) { strong.max_in_flight } else { 1 };
-        let next = if q.sending.len() >= limit {
+        let next = if !q.sending.window_open(limit) {
             Next::Wait
         } else {
             lock(&q.batches).next(strong.config.linger, Instant::now(), &strong.in_flight)
