@@ -352,10 +352,21 @@ async fn three_broker_processes_serve_topics_placed_by_the_operator() {
     wait_brokers_see(&refs, "orders", Some(6)).await;
 
     // Metadata from any broker: every live broker, leaders from the Topic status.
+    // Each broker learns the others from their Leases (a watch): under load a renewal can
+    // arrive late, so wait for the view to settle rather than sampling it once.
     let c1 = Client::connect(&brokers[1].addr).await.unwrap();
-    let m = c1.raw().metadata(proto::MetadataRequest { topics: vec!["orders".into()] }).await.unwrap().into_inner();
-    let addrs: BTreeMap<i32, String> = m.brokers.iter().map(|b| (b.id, b.address.clone())).collect();
-    assert_eq!(addrs, brokers.iter().map(|b| (b.id, b.addr.clone())).collect());
+    let all: BTreeMap<i32, String> = brokers.iter().map(|b| (b.id, b.addr.clone())).collect();
+    let mut last: BTreeMap<i32, String>;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = c1.raw().metadata(proto::MetadataRequest { topics: vec!["orders".into()] }).await.unwrap().into_inner();
+        last = m.brokers.iter().map(|b| (b.id, b.address.clone())).collect();
+        if last == all || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(last, all, "broker 1 lists every live broker");
     for p in &m.topics[0].partitions {
         assert_eq!(p.leader, placed[&p.partition].0);
     }
