@@ -207,7 +207,11 @@ async fn invalid_cluster_spec_is_reported_without_hot_loop() {
         Api::<StatefulSet>::namespaced(client.clone(), NS).get_opt("bad").await.unwrap()
     })
     .await;
-    let c = clusters.get("bad").await.unwrap();
-    assert_eq!(c.status.as_ref().unwrap().observed_generation, Some(2));
+    // The status follows the StatefulSet in the same reconcile: wait for it too.
+    wait_for("Cluster status observing generation 2", Duration::from_secs(20), || async {
+        let c = clusters.get("bad").await.unwrap();
+        (c.status.as_ref().and_then(|s| s.observed_generation) == Some(2)).then_some(())
+    })
+    .await;
     operator.stop().await;
 }
