@@ -114,10 +114,11 @@ impl Idempotence {
             *guard = Some(PartitionProducers { state, since_snapshot: 0 });
         }
         let Some(p) = guard.as_mut() else { return Err(BrokerError::Storage("producer state missing".into())) };
-        let labels = Metrics::topic(topic);
+        // Labels only on the rare paths: an accepted append allocates nothing for metrics.
+        let labels = || Metrics::topic(topic);
         match p.state.check(&producer) {
             Ok(Check::Duplicate { base_offset, last_offset }) => {
-                metrics.produce_duplicates.get_or_create(&labels).inc();
+                metrics.produce_duplicates.get_or_create(&labels()).inc();
                 debug!(topic, partition, producer_id = producer.producer_id, base_offset, "duplicate batch");
                 Ok(IdempotentAppend::Duplicate { base_offset, last_offset })
             }
@@ -131,11 +132,11 @@ impl Idempotence {
                 Ok(IdempotentAppend::Appended(stored))
             }
             Err(e) if e.is_fenced() => {
-                metrics.produce_fenced.get_or_create(&labels).inc();
+                metrics.produce_fenced.get_or_create(&labels()).inc();
                 Err(BrokerError::ProducerFenced { topic: topic.into(), partition, reason: e.to_string() })
             }
             Err(e) => {
-                metrics.produce_out_of_order.get_or_create(&labels).inc();
+                metrics.produce_out_of_order.get_or_create(&labels()).inc();
                 Err(BrokerError::OutOfOrderSequence { topic: topic.into(), partition, reason: e.to_string() })
             }
         }

@@ -17,41 +17,48 @@ use tokio::sync::Notify;
 
 use super::lock;
 
+/// The orders in flight, and the order of the last batch started.
+#[derive(Debug, Default)]
+struct Orders {
+    in_flight: BTreeSet<u64>,
+    last_started: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct InFlightBatches {
-    orders: Mutex<BTreeSet<u64>>,
-    /// The order of the last batch started.
-    last_started: Mutex<Option<u64>>,
+    orders: Mutex<Orders>,
     /// Signalled when a batch completes.
     completed: Notify,
 }
 
 impl InFlightBatches {
     pub(super) fn len(&self) -> usize {
-        lock(&self.orders).len()
+        lock(&self.orders).in_flight.len()
     }
 
     pub(super) fn start(&self, order: u64) {
-        lock(&self.orders).insert(order);
-        *lock(&self.last_started) = Some(order);
+        let mut o = lock(&self.orders);
+        o.in_flight.insert(order);
+        o.last_started = Some(order);
     }
 
     /// True while the next batch (the one after the last started) is fewer than `limit`
     /// places after the oldest batch in flight (see the module documentation).
     pub(super) fn window_open(&self, limit: usize) -> bool {
-        let Some(oldest) = lock(&self.orders).first().copied() else { return true };
-        let next = lock(&self.last_started).map_or(0, |o| o + 1);
+        let o = lock(&self.orders);
+        let Some(&oldest) = o.in_flight.first() else { return true };
+        let next = o.last_started.map_or(0, |l| l + 1);
         next < oldest + limit as u64
     }
 
     pub(super) fn finish(&self, order: u64) {
-        lock(&self.orders).remove(&order);
+        lock(&self.orders).in_flight.remove(&order);
         self.completed.notify_waiters();
     }
 
     /// True when no earlier batch is in flight.
     pub(super) fn is_oldest(&self, order: u64) -> bool {
-        lock(&self.orders).first().is_none_or(|first| *first >= order)
+        lock(&self.orders).in_flight.first().is_none_or(|first| *first >= order)
     }
 
     /// Waits until no earlier batch is in flight, or `deadline`. Returns false at the
