@@ -148,9 +148,11 @@ async fn process_until(
     c: &mut GroupConsumer,
     seen: &Mutex<HashMap<String, u32>>,
     stop: &std::sync::atomic::AtomicBool,
+    owned: &Mutex<usize>,
 ) {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let records = c.poll(Duration::from_millis(50)).await.unwrap();
+        *owned.lock().unwrap() = c.assignment().len();
         if records.is_empty() {
             continue;
         }
@@ -193,27 +195,44 @@ async fn manual_commit_is_at_least_once_across_rebalances() {
             }
         })
     };
-    let member = |stop: Arc<std::sync::atomic::AtomicBool>| {
+    let owned: Vec<Arc<Mutex<usize>>> = (0..3).map(|_| Arc::default()).collect();
+    let member = |stop: Arc<std::sync::atomic::AtomicBool>, owned: Arc<Mutex<usize>>| {
         let (client, seen, revocations) = (client.clone(), seen.clone(), revocations.clone());
         tokio::spawn(async move {
             let mut c = GroupConsumer::subscribe(client, &["events"], "alo", config(false)).await.unwrap();
             c.set_rebalance_listener(CountRevocations(revocations));
-            process_until(&mut c, &seen, &stop).await;
+            process_until(&mut c, &seen, &stop, &owned).await;
             c
         })
+    };
+    // Each step waits until the live members share all 4 partitions, so that every join
+    // is its own rebalance (under load, fixed sleeps let two joins fold into one).
+    let settled = |live: &[usize]| {
+        let counts: Vec<usize> = live.iter().map(|&m| *owned[m].lock().unwrap()).collect();
+        counts.iter().sum::<usize>() == 4 && counts.iter().all(|&c| c > 0)
+    };
+    let wait_settled = |live: &'static [usize]| {
+        let settled = &settled;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !settled(live) {
+                assert!(Instant::now() < deadline, "members {live:?} never shared the 4 partitions");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     };
     // Members come and go while records flow: 1 → 2 → 3 → 2 (a close) → 1 (a crash:
     // dropped without close).
     let stops: Vec<_> = (0..3).map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false))).collect();
-    let m0 = member(stops[0].clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let m1 = member(stops[1].clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let m2 = member(stops[2].clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m0 = member(stops[0].clone(), owned[0].clone());
+    wait_settled(&[0]).await;
+    let m1 = member(stops[1].clone(), owned[1].clone());
+    wait_settled(&[0, 1]).await;
+    let m2 = member(stops[2].clone(), owned[2].clone());
+    wait_settled(&[0, 1, 2]).await;
     stops[1].store(true, std::sync::atomic::Ordering::Relaxed);
     m1.await.unwrap().close().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_settled(&[0, 2]).await;
     stops[2].store(true, std::sync::atomic::Ordering::Relaxed);
     m2.abort();
     let _ = m2.await;
