@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, Result};
@@ -62,6 +63,27 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Every live broker of the cluster, as clients reach them (standalone: this one).
     fn brokers(&self) -> Vec<BrokerAddress>;
 
+    /// Whether partitions with more than one replica are replicated here: followers
+    /// fetch from their leader, the high watermark waits for the ISR, and ISR changes go
+    /// to the controller through [`Self::alter_partition`]. False for a standalone
+    /// broker (one replica of everything) and, until the operator serves AlterPartition,
+    /// in Kubernetes mode (where `acks=all` on replication factor > 1 stays refused).
+    fn replicates(&self) -> bool {
+        false
+    }
+
+    /// Asks the controller to change a partition's ISR (Kafka's AlterPartition): the
+    /// controller checks that `change` comes from the current leader at the current
+    /// leader and partition epochs, writes the new ISR with the partition epoch bumped,
+    /// and answers the partition as it now stands (every broker also learns it through
+    /// its metadata). Refused by stores without a controller.
+    fn alter_partition(&self, change: IsrChange) -> BoxFuture<'static, Result<PartitionPlacement>> {
+        let _ = change;
+        Box::pin(std::future::ready(Err(BrokerError::Unsupported(
+            "ISR changes need a controller; this broker has none".into(),
+        ))))
+    }
+
     /// The broker answering (its id is `responding_broker` in Metadata).
     fn broker_id(&self) -> i32;
 }
@@ -71,9 +93,26 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 pub struct PartitionPlacement {
     pub partition: u32,
     pub leader: Option<i32>,
+    /// Bumped by the controller on every leader change; stored in every batch the
+    /// leader appends, and the unit of truncation (KIP-101).
     pub leader_epoch: i32,
+    /// Bumped by the controller on every change of the partition's state (leader,
+    /// replicas, ISR): the version an ISR change must name (Kafka's partition epoch).
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+}
+
+/// A leader's request to change the ISR of one of its partitions (Kafka's
+/// AlterPartition), made at the leader and partition epochs it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: u32,
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
 }
 
 impl PartitionPlacement {
@@ -81,7 +120,14 @@ impl PartitionPlacement {
     /// standalone broker; the internal topics every broker keeps for itself).
     pub fn led_by(id: i32, partitions: u32) -> Vec<Self> {
         (0..partitions)
-            .map(|partition| Self { partition, leader: Some(id), leader_epoch: 0, replicas: vec![id], isr: vec![id] })
+            .map(|partition| Self {
+                partition,
+                leader: Some(id),
+                leader_epoch: 0,
+                partition_epoch: 0,
+                replicas: vec![id],
+                isr: vec![id],
+            })
             .collect()
     }
 }

@@ -372,7 +372,7 @@ async fn topic_admin_errors_are_clear() {
         &s,
         Code::InvalidArgument,
         ErrorCode::InvalidConfig,
-        "invalid config: unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability, compression.type)",
+        "invalid config: unknown topic config key 'colour' (known: retention.ms, retention.bytes, max.message.bytes, durability, compression.type, min.insync.replicas, unclean.leader.election.enable)",
     );
     let s = raw.create_topic(create("cfg", 1, &[("compression.type", "gzip")])).await.unwrap_err();
     assert_status(

@@ -79,6 +79,13 @@ pub struct TopicConfig {
     /// Largest batch accepted (a single record larger than this is refused too).
     pub max_message_bytes: u32,
     pub durability: Durability,
+    /// `acks=all` is refused, and the high watermark stops, while fewer replicas than
+    /// this are in sync (Kafka's `min.insync.replicas`).
+    pub min_insync_replicas: u32,
+    /// Whether the controller may elect a leader outside the ISR (and the eligible
+    /// replicas) when no in-sync replica is left, losing what only the ISR held
+    /// (Kafka's `unclean.leader.election.enable`).
+    pub unclean_leader_election: bool,
 }
 
 impl Default for TopicConfig {
@@ -88,14 +95,28 @@ impl Default for TopicConfig {
             retention_bytes: None,
             max_message_bytes: 1024 * 1024 + 12,
             durability: Durability::Interval,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
 
 /// Every configuration key a topic may set; anything else is refused, by the broker's
 /// admin API and by the operator (as an `InvalidSpec` condition).
-pub const TOPIC_CONFIG_KEYS: [&str; 5] =
-    ["retention.ms", "retention.bytes", "max.message.bytes", "durability", "compression.type"];
+pub const TOPIC_CONFIG_KEYS: [&str; 7] = [
+    "retention.ms",
+    "retention.bytes",
+    "max.message.bytes",
+    "durability",
+    "compression.type",
+    MIN_INSYNC_REPLICAS,
+    UNCLEAN_LEADER_ELECTION,
+];
+
+/// The key of [`TopicConfig::min_insync_replicas`].
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+/// The key of [`TopicConfig::unclean_leader_election`].
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 /// The one `compression.type` a topic may have: batches are stored as the producer
 /// compressed them. Kafka's other values (a codec the broker recompresses to) are
@@ -120,6 +141,17 @@ impl TopicConfig {
                     c.max_message_bytes = n;
                 }
                 "durability" => c.durability = v.trim().parse().map_err(|e: String| bad(&e))?,
+                MIN_INSYNC_REPLICAS => {
+                    c.min_insync_replicas = v
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad("expected a number of at least 1"))?;
+                }
+                UNCLEAN_LEADER_ELECTION => {
+                    c.unclean_leader_election = v.trim().parse().map_err(|_| bad("expected true or false"))?;
+                }
                 "compression.type" if v.trim() == COMPRESSION_TYPE_PRODUCER => {}
                 "compression.type" => {
                     return Err(bad("only 'producer' is supported: brokers store batches as the producer \
@@ -145,6 +177,8 @@ impl TopicConfig {
             ("max.message.bytes".into(), self.max_message_bytes.to_string()),
             ("durability".into(), self.durability.as_str().into()),
             ("compression.type".into(), COMPRESSION_TYPE_PRODUCER.into()),
+            (MIN_INSYNC_REPLICAS.into(), self.min_insync_replicas.to_string()),
+            (UNCLEAN_LEADER_ELECTION.into(), self.unclean_leader_election.to_string()),
         ])
     }
 }
@@ -219,6 +253,21 @@ mod tests {
         assert!(err.to_string().contains("retention.ms=-5"), "{err}");
         let err = TopicConfig::default().with_overrides(&overrides(&[("max.message.bytes", "10")])).unwrap_err();
         assert!(err.to_string().contains("between 64 and"), "{err}");
+        let err = TopicConfig::default().with_overrides(&overrides(&[("min.insync.replicas", "0")])).unwrap_err();
+        assert!(err.to_string().contains("min.insync.replicas=0: expected a number of at least 1"), "{err}");
+        let err = TopicConfig::default()
+            .with_overrides(&overrides(&[("unclean.leader.election.enable", "yes")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("expected true or false"), "{err}");
+    }
+
+    #[test]
+    fn replication_keys_parse() {
+        let c = TopicConfig::default()
+            .with_overrides(&overrides(&[("min.insync.replicas", "2"), ("unclean.leader.election.enable", "true")]))
+            .expect("valid");
+        assert_eq!((c.min_insync_replicas, c.unclean_leader_election), (2, true));
+        assert_eq!(c.to_map()["min.insync.replicas"], "2");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use sluice_core::{
     Durability,
-    topic::{TOPIC_CONFIG_KEYS, TopicConfig},
+    topic::{MIN_INSYNC_REPLICAS, TOPIC_CONFIG_KEYS, TopicConfig, UNCLEAN_LEADER_ELECTION},
 };
 
 /// Label on every broker Lease: the Cluster it belongs to.
@@ -104,10 +104,21 @@ fn split_topic_config(
     for (k, v) in config {
         if k == "durability" {
             problems.push(format!("spec.config[{k:?}]: set spec.durability instead"));
+        } else if k == MIN_INSYNC_REPLICAS {
+            problems.push(format!("spec.config[{k:?}]: set spec.minInsyncReplicas instead"));
+        } else if k == UNCLEAN_LEADER_ELECTION {
+            problems.push(format!(
+                "spec.config[{k:?}] is not honoured in Kubernetes mode yet (the operator does not elect leaders outside the ISR)"
+            ));
         } else if !TOPIC_CONFIG_KEYS.contains(&k.as_str()) {
             problems.push(format!(
                 "spec.config[{k:?}] is not a topic config the brokers honour (known: {})",
-                TOPIC_CONFIG_KEYS.iter().filter(|k| **k != "durability").copied().collect::<Vec<_>>().join(", ")
+                TOPIC_CONFIG_KEYS
+                    .iter()
+                    .filter(|k| !matches!(**k, "durability" | MIN_INSYNC_REPLICAS | UNCLEAN_LEADER_ELECTION))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         } else if let Err(e) = TopicConfig::default().with_overrides(&BTreeMap::from([(k.clone(), v.clone())])) {
             problems.push(format!("spec.config: {e}"));

@@ -65,6 +65,9 @@ pub fn cluster_topics(cluster: &str, topics: &[Arc<Topic>]) -> BTreeMap<String, 
                 partition: p.partition as u32,
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
+                // Topic status has no partition epoch yet: the operator does not take
+                // ISR changes (MetadataStore::replicates is false in Kubernetes mode).
+                partition_epoch: 0,
                 replicas: p.replicas.clone(),
                 isr: p.isr.clone(),
             })
