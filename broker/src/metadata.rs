@@ -138,6 +138,10 @@ pub struct BrokerAddress {
     pub id: i32,
     pub address: String,
     pub rack: String,
+    /// Its Kafka listener as clients reach it, when the store knows it (a local cluster,
+    /// where every broker listens on its own port); `None`: the host of `address` with
+    /// the asking broker's Kafka port (Kubernetes: every broker uses the same port).
+    pub kafka_address: Option<String>,
 }
 
 /// Standalone metadata: topic specs as JSON in a sled tree of the broker's database;
@@ -210,7 +214,7 @@ mod tests {
     fn a_standalone_broker_leads_everything_at_epoch_zero() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        let me = BrokerAddress { id: 7, address: "127.0.0.1:9092".into(), rack: String::new() };
+        let me = BrokerAddress { id: 7, address: "127.0.0.1:9092".into(), rack: String::new(), kafka_address: None };
         let local = LocalMetadata::open(&db, me.clone()).expect("open");
         let placement = local.placement("orders", 2);
         assert_eq!(placement.len(), 2);

@@ -88,7 +88,7 @@ impl Broker {
             Some(m) => m.clone(),
             None => {
                 let address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
-                let me = BrokerAddress { id: config.broker_id, address, rack: String::new() };
+                let me = BrokerAddress { id: config.broker_id, address, rack: String::new(), kafka_address: None };
                 Arc::new(LocalMetadata::open(&db, me)?)
             }
         };

@@ -83,12 +83,16 @@ pub(crate) struct Context {
 
 impl Context {
     /// The Kafka address of a broker: this one's advertised address; another's is the
-    /// host of its gRPC address with this broker's Kafka port (every broker of a cluster
-    /// listens for Kafka on the same port, as the operator configures them).
+    /// Kafka address the metadata store knows for it, else the host of its gRPC address
+    /// with this broker's Kafka port (on Kubernetes every broker of a cluster listens for
+    /// Kafka on the same port, as the operator configures them).
     pub fn kafka_address(&self, b: &BrokerAddress) -> (String, i32) {
         let (own_host, own_port) = split(&self.advertised);
         if b.id == self.broker.metadata().broker_id() {
             return (own_host, own_port);
+        }
+        if let Some(kafka) = &b.kafka_address {
+            return split(kafka);
         }
         let (host, _) = split(&b.address);
         (host, own_port)

@@ -107,7 +107,7 @@ impl KubeMetadata {
                 .cloned()
                 .unwrap_or_else(|| self.settings.default_address(id));
             let rack = l.metadata.labels.as_ref().and_then(|a| a.get(RACK_LABEL)).cloned().unwrap_or_default();
-            out.insert(id, (BrokerAddress { id, address, rack }, lease_is_current(&l, now)));
+            out.insert(id, (BrokerAddress { id, address, rack, kafka_address: None }, lease_is_current(&l, now)));
         }
         out
     }
@@ -217,6 +217,7 @@ impl MetadataStore for KubeMetadata {
                 id: me,
                 address: self.settings.advertised_address.clone(),
                 rack: self.settings.rack.clone().unwrap_or_default(),
+                kafka_address: None,
             });
             live.sort_by_key(|b| b.id);
         }
