@@ -215,7 +215,7 @@ impl Groups for GroupsService {
         };
         let plan = self
             .coordinator
-            .reset(&r.group, &r.topic, to, r.dry_run)
+            .reset(&r.group, &r.topic, &r.partitions, to, r.dry_run)
             .await
             .map_err(|e| self.fail("reset_offsets", e))?
             .into_iter()

@@ -12,6 +12,11 @@ pub mod conditions {
     pub const PROGRESSING: &str = "Progressing";
     /// The resource works, but not as well as asked (for example a broker is down).
     pub const DEGRADED: &str = "Degraded";
+    /// Topic: some partitions have fewer live in-sync replicas than replicas (named in
+    /// the message).
+    pub const UNDER_REPLICATED: &str = "UnderReplicated";
+    /// Topic: some partitions have no leader (named in the message).
+    pub const OFFLINE: &str = "Offline";
 }
 
 /// `True`, `False` or `Unknown`.

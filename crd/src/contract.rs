@@ -24,6 +24,9 @@ pub const RACK_LABEL: &str = "sluice.dev/rack";
 pub const ADDRESS_ANNOTATION: &str = "sluice.dev/address";
 /// Finalizer the operator puts on Topics until every broker dropped their data.
 pub const TOPIC_FINALIZER: &str = "sluice.dev/topic-data";
+/// Finalizer the operator puts on ConsumerGroups: the group's committed offsets are
+/// deleted on the brokers first when `spec.deleteOffsetsOnRemoval` says so.
+pub const GROUP_FINALIZER: &str = "sluice.dev/group-offsets";
 
 /// Name of the Lease broker `id` of `cluster` holds (Kafka's broker registration).
 pub fn broker_lease_name(cluster: &str, id: i32) -> String {

@@ -17,7 +17,7 @@ mod cluster;
 mod condition;
 pub mod contract;
 #[cfg(feature = "resources")]
-mod group;
+pub mod group;
 #[cfg(feature = "resources")]
 mod topic;
 
@@ -26,7 +26,10 @@ pub use cluster::{BrokerStatus, Cluster, ClusterSpec, ClusterStatus, StorageSpec
 #[cfg(feature = "resources")]
 pub use condition::{Condition, ConditionStatus, conditions};
 #[cfg(feature = "resources")]
-pub use group::{ConsumerGroup, ConsumerGroupSpec, ConsumerGroupState, ConsumerGroupStatus, OffsetReset, ResetTo};
+pub use group::{
+    ConsumerGroup, ConsumerGroupSpec, ConsumerGroupState, ConsumerGroupStatus, GroupMember, OffsetReset, PartitionLag,
+    ResetLine, ResetRecord, ResetTo, ResetTopic,
+};
 #[cfg(feature = "resources")]
 pub use topic::{CleanupPolicy, Durability, PartitionStatus, Topic, TopicSpec, TopicStatus};
 

@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Look at broker Leases at least this often (seconds).
     #[arg(long, default_value_t = 30)]
     pub recheck: u64,
+    /// Read each ConsumerGroup's state and lag from its coordinator this often (seconds).
+    #[arg(long, default_value_t = 5)]
+    pub group_poll: u64,
     /// Address of the `/metrics` and `/healthz` server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -74,7 +77,11 @@ impl RunArgs {
                 duration_seconds: self.lease_duration,
                 grace_seconds: self.lease_grace,
             },
-            reconcile: Settings { recheck: Duration::from_secs(self.recheck.max(1)), ..Settings::default() },
+            reconcile: Settings {
+                recheck: Duration::from_secs(self.recheck.max(1)),
+                group_poll: Duration::from_secs(self.group_poll.max(1)),
+                ..Settings::default()
+            },
             metrics_addr: Some(self.metrics_addr),
         }
     }

@@ -17,6 +17,9 @@ pub struct Settings {
     /// Look at broker Leases at least this often, even when nothing changes (a Lease
     /// expiring is not an event).
     pub recheck: Duration,
+    /// How often a ConsumerGroup's status is read from its coordinator (a bounded rate,
+    /// not one read per commit).
+    pub group_poll: Duration,
     /// First retry delay after an error; doubles per failure up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -26,6 +29,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             recheck: Duration::from_secs(30),
+            group_poll: Duration::from_secs(5),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
         }

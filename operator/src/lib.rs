@@ -17,6 +17,9 @@
 //!   with per-broker liveness from broker Leases.
 //! - [`topic`]: Topic → partition placement, leaders and leader epochs in the status;
 //!   a finalizer for deletion.
+//! - [`group`]: ConsumerGroup → state, members and lag read from the group's
+//!   coordinator (a broker, over gRPC through `sluice-client`) at a bounded rate;
+//!   declarative offset resets; a finalizer that can delete the group's offsets.
 //! - [`leader`]: only the holder of Lease `sluice-operator` runs the controllers.
 //! - [`liveness`], [`conditions`], `*/decide.rs`, `topic/validate.rs`: pure,
 //!   unit-tested functions from what was observed to status, conditions and Events.
@@ -27,6 +30,7 @@ pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod crdgen;
+pub mod group;
 pub mod leader;
 pub mod liveness;
 pub mod mapping;

@@ -16,12 +16,12 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 // Brokers label their Lease with their Cluster: the operator watches only broker Leases.
 use sluice_crd::contract::CLUSTER_LABEL;
-use sluice_crd::{Cluster, Topic};
+use sluice_crd::{Cluster, ConsumerGroup, Topic};
 
 use crate::context::{Context, Settings};
 use crate::leader::{self, LeaderSettings};
 use crate::metrics::{self, Metrics};
-use crate::{Result, cluster, liveness, topic};
+use crate::{Result, cluster, group, liveness, topic};
 
 /// Label of every object the operator renders.
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sluice-operator";
@@ -75,7 +75,7 @@ where
     }
 }
 
-/// The Cluster and Topic controllers, until aborted.
+/// The Cluster, Topic and ConsumerGroup controllers, until aborted.
 pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
     let client = ctx.client.clone();
     let cfg = watcher::Config::default();
@@ -112,10 +112,15 @@ pub async fn controllers(ctx: Arc<Context>, ns: Option<String>) {
             Some(cluster) if topic_news.is_news(&lease) => topics_of(&by_lease, lease.namespace().as_deref(), cluster),
             _ => Vec::new(),
         })
-        .run(topic::reconcile, topic::error_policy, ctx)
+        .run(topic::reconcile, topic::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    futures::join!(clusters, topics);
+    // Groups are polled (their state lives on the brokers, not in the API server).
+    let groups = Controller::new(api::<ConsumerGroup>(&client, &ns), watcher::Config::default())
+        .run(group::reconcile, group::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()));
+
+    futures::join!(clusters, topics, groups);
 }
 
 /// Passes only broker Lease events that can change liveness (see [`liveness::is_news`]).

@@ -226,7 +226,10 @@ fn examples_are_known_valid_specs() {
                 }
                 "ConsumerGroup" => {
                     let g: ConsumerGroup = serde_json::from_value(doc.clone()).unwrap();
-                    (serde_json::to_value(&g).unwrap(), Vec::new())
+                    let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+                    let reset =
+                        g.spec.offset_reset.as_ref().map(|r| sluice_operator::group::decide::validate_reset(r, now));
+                    (serde_json::to_value(&g).unwrap(), reset.and_then(Result::err).into_iter().collect())
                 }
                 // Plain Kubernetes objects next to the Sluice ones; the API server checks them.
                 "LimitRange" => continue,
@@ -586,7 +589,7 @@ async fn operator_and_broker_work_with_only_their_rbac() {
 }
 
 /// Minimality, by ablation: for every single (resource, verb) of the operator's rules,
-/// run the operator with that one permission removed through a Cluster and a Topic's
+/// run the operator with that one permission removed through a Cluster, a ConsumerGroup and a Topic's
 /// life (children created, status, placement, finalizer, Event) and show that the API
 /// server refuses it something.
 /// One operator run per permission, about a minute in all.
@@ -615,6 +618,7 @@ async fn every_operator_permission_is_needed() {
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     let clusters: Api<Cluster> = Api::namespaced(admin.clone(), NS);
     let topics: Api<Topic> = Api::namespaced(admin.clone(), NS);
+    let groups: Api<ConsumerGroup> = Api::namespaced(admin.clone(), NS);
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
 
     // Run 0 has every permission (and must see no refusal); run i removes atoms[i - 1].
@@ -644,11 +648,23 @@ async fn every_operator_permission_is_needed() {
         }))
         .unwrap();
         topics.create(&PostParams::default(), &topic).await.unwrap();
+        // A ConsumerGroup too: its finalizer (patch) and status (consumergroups/status).
+        // The fake broker Leases carry no address: its status says BrokersUnavailable.
+        let group: ConsumerGroup = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "ConsumerGroup",
+            "metadata": { "name": format!("g{i}"), "namespace": NS }, "spec": { "cluster": c },
+        }))
+        .unwrap();
+        groups.create(&PostParams::default(), &group).await.unwrap();
         let brokers = BrokerLeases::start(admin.clone(), &c, &[0], &[]);
         let deadline = std::time::Instant::now() + Duration::from_secs(12);
         let mut deleted = false;
         let mut gone = false;
-        while std::time::Instant::now() < deadline && op.first_denial().is_none() && !gone {
+        let mut group_seen = false;
+        while std::time::Instant::now() < deadline && op.first_denial().is_none() && !(gone && group_seen) {
+            if !group_seen {
+                group_seen = groups.get_opt(&format!("g{i}")).await.unwrap().is_some_and(|g| g.status.is_some());
+            }
             if !deleted {
                 let ready_now = topics.get_opt(&t).await.unwrap().is_some_and(|t| {
                     ready(t.status.as_ref().map(|s| &s.conditions)).is_some_and(|r| r.0 == ConditionStatus::True)
@@ -670,7 +686,10 @@ async fn every_operator_permission_is_needed() {
         match (&removed, denial) {
             (None, None) => {
                 assert!(gone, "with every permission the Topic's whole life must complete");
-                println!("all permissions: Cluster and Topic reconciled, Topic finalized, nothing refused");
+                assert!(group_seen, "with every permission the ConsumerGroup gets a status");
+                println!(
+                    "all permissions: Cluster, Topic and ConsumerGroup reconciled, Topic finalized, nothing refused"
+                );
             }
             (None, Some(d)) => panic!("refused with every permission: {d}"),
             (Some(a), Some(d)) => {

@@ -189,11 +189,24 @@ impl Coordinator {
         Ok(n)
     }
 
-    /// Plans (and unless `dry_run`, applies) a reset of a group's offsets on one topic.
-    pub async fn reset(&self, group: &str, topic: &str, to: ResetTo, dry_run: bool) -> Result<Vec<ResetLine>> {
+    /// Plans (and unless `dry_run`, applies) a reset of a group's offsets on one topic:
+    /// on `only` of its partitions, or all of them when `only` is empty.
+    pub async fn reset(
+        &self,
+        group: &str,
+        topic: &str,
+        only: &[u32],
+        to: ResetTo,
+        dry_run: bool,
+    ) -> Result<Vec<ResetLine>> {
         validate_group_id(group)?;
         self.refuse_if_live(group)?;
         let count = self.broker.partition_count(topic).ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
+        if let Some(p) = only.iter().find(|p| **p >= count) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "partition {p} of topic '{topic}' does not exist (it has {count} partition(s))"
+            )));
+        }
         let current: BTreeMap<TopicPartition, u64> = {
             let state = self.lock()?;
             state
@@ -202,7 +215,7 @@ impl Coordinator {
                 .map(|o| o.iter().map(|(tp, c)| (tp.clone(), c.offset)).collect())
                 .unwrap_or_default()
         };
-        let partitions = (0..count).map(|p| {
+        let partitions = (0..count).filter(|p| only.is_empty() || only.contains(p)).map(|p| {
             let tp = TopicPartition::new(topic, p);
             let (log_start, log_end) = self.log_range(&tp);
             PartitionOffsets { current: current.get(&tp).copied(), tp, log_start, log_end }

@@ -49,16 +49,20 @@ operator/src/{runtime,leader,context}.rs, cluster/mod.rs, topic/mod.rs). Verifie
 operator/tests/install_manifests.rs, which runs the operator with only these rules.
 */}}
 {{- define "sluice.operatorRules" -}}
-# Clusters and Topics: watched; Topics carry the operator's finalizer (a patch).
+# Clusters, Topics and ConsumerGroups: watched; Topics and ConsumerGroups carry the
+# operator's finalizer (a patch).
 - apiGroups: [sluice.dev]
   resources: [clusters]
   verbs: [get, list, watch]
 - apiGroups: [sluice.dev]
   resources: [topics]
   verbs: [get, list, watch, patch]
+- apiGroups: [sluice.dev]
+  resources: [consumergroups]
+  verbs: [list, watch, patch]
 # Status is written with merge patches.
 - apiGroups: [sluice.dev]
-  resources: [clusters/status, topics/status]
+  resources: [clusters/status, topics/status, consumergroups/status]
   verbs: [patch]
 # A Cluster's children are server-side applied (patch; create when new) and watched.
 - apiGroups: [apps]
@@ -79,7 +83,7 @@ operator/tests/install_manifests.rs, which runs the operator with only these rul
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [get, list, watch, create, update, patch]
-# Events about Clusters and Topics (events.k8s.io/v1; a repeat is a patch).
+# Events about Clusters, Topics and ConsumerGroups (events.k8s.io/v1; a repeat is a patch).
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -59,6 +59,18 @@ impl GroupAdmin {
         to: ResetTo,
         execute: bool,
     ) -> Result<pb::ResetOffsetsResponse> {
+        self.reset_partitions(group, topic, &[], to, execute).await
+    }
+
+    /// [`Self::reset_offsets`] on `partitions` of `topic` only (all when empty).
+    pub async fn reset_partitions(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+        to: ResetTo,
+        execute: bool,
+    ) -> Result<pb::ResetOffsetsResponse> {
         use pb::reset_offsets_request::To;
         let to = match to {
             ResetTo::Earliest => To::Earliest(true),
@@ -73,6 +85,7 @@ impl GroupAdmin {
             topic: topic.to_string(),
             to: Some(to),
             dry_run: !execute,
+            partitions: partitions.to_vec(),
         };
         Ok(c.groups().reset_offsets(req).await?.into_inner())
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use sluice_controller::{BrokerInfo, PlacementError};
-use sluice_crd::conditions::{DEGRADED, PROGRESSING, READY};
+use sluice_crd::conditions::{DEGRADED, OFFLINE, PROGRESSING, READY, UNDER_REPLICATED};
 use sluice_crd::{ClusterSpec, PartitionStatus, TopicSpec};
 
 use super::validate;
@@ -118,18 +118,50 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     } else {
         Decided::new(READY, false, "NoLeader", format!("partitions {leaderless:?} have no live in-sync replica"))
     };
-    Decision {
-        topic_name,
-        partitions,
-        conditions: vec![ready, Decided::new(PROGRESSING, false, "AsExpected", ""), degraded],
-        warning: None,
-    }
+    let mut conditions = vec![ready, Decided::new(PROGRESSING, false, "AsExpected", ""), degraded];
+    conditions.extend(replica_conditions(&partitions, &live));
+    Decision { topic_name, partitions, conditions, warning: None }
+}
+
+/// `UnderReplicated` (partitions whose in-sync replicas, counting only live brokers, are
+/// fewer than their replicas) and `Offline` (partitions with no leader), each naming the
+/// partitions, as Kafka's under-replicated and offline partition counts do.
+pub fn replica_conditions(partitions: &[PartitionStatus], live: &BTreeSet<i32>) -> [Decided; 2] {
+    let under: Vec<i32> = partitions
+        .iter()
+        .filter(|p| p.isr.iter().filter(|r| live.contains(r)).count() < p.replicas.len())
+        .map(|p| p.partition)
+        .collect();
+    let offline: Vec<i32> = partitions.iter().filter(|p| p.leader.is_none()).map(|p| p.partition).collect();
+    [
+        if under.is_empty() {
+            Decided::new(UNDER_REPLICATED, false, "AllInSync", "")
+        } else {
+            Decided::new(
+                UNDER_REPLICATED,
+                true,
+                "ReplicasOutOfSync",
+                format!("partitions {under:?} have fewer live in-sync replicas than replicas"),
+            )
+        },
+        if offline.is_empty() {
+            Decided::new(OFFLINE, false, "AllLed", "")
+        } else {
+            Decided::new(
+                OFFLINE,
+                true,
+                "NoLeader",
+                format!("partitions {offline:?} have no leader: produce and fetch fail until a replica returns"),
+            )
+        },
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::topic::validate::tests::spec;
+    use sluice_crd::ConditionStatus;
 
     fn cluster(brokers: i32) -> ClusterSpec {
         serde_json::from_value(serde_json::json!({ "brokers": brokers })).unwrap()
@@ -235,5 +267,16 @@ mod tests {
         assert_eq!(ready(&d), ("Placed", true));
         assert!(d.partitions.iter().all(|p| p.leader != Some(0)));
         assert_eq!(d.conditions[2].reason, "BrokersNotLive");
+        let (under, offline) = (&d.conditions[3], &d.conditions[4]);
+        let with_0: Vec<i32> = placed.iter().filter(|p| p.replicas.contains(&0)).map(|p| p.partition).collect();
+        assert_eq!((under.type_, under.reason.as_str()), ("UnderReplicated", "ReplicasOutOfSync"));
+        assert!(under.message.contains(&format!("{with_0:?}")), "{under:?} {with_0:?}");
+        assert_eq!((offline.type_, offline.reason.as_str()), ("Offline", "AllLed"));
+        // Every broker down: every partition is offline, and named.
+        let d = decide(&Observed { partitions: &placed, live: &[], ..o });
+        assert_eq!((d.conditions[4].reason.as_str(), d.conditions[4].status), ("NoLeader", ConditionStatus::True));
+        assert!(d.conditions[4].message.contains("[0, 1, 2]"), "{:?}", d.conditions[4]);
+        let all_live = decide(&Observed { partitions: &placed, ..o });
+        assert_eq!(all_live.conditions[3].reason, "AllInSync");
     }
 }

@@ -3,6 +3,7 @@
 // Test helpers report failures by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod brokers;
 pub mod envtest;
 
 use std::collections::BTreeMap;
@@ -62,7 +63,11 @@ impl InProcessOperator {
                 duration_seconds: 4,
                 grace_seconds: 1,
             },
-            reconcile: Settings { recheck: Duration::from_secs(2), ..Settings::default() },
+            reconcile: Settings {
+                recheck: Duration::from_secs(2),
+                group_poll: Duration::from_secs(1),
+                ..Settings::default()
+            },
             metrics_addr: None,
         };
         let (tx, rx) = oneshot::channel();
