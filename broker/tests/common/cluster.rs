@@ -358,7 +358,6 @@ pub fn offsets(broker: &Broker, topic: &str, partition: u32) -> (u64, u64) {
 pub async fn consume_all(client: &mut SluiceClient<Channel>, topic: &str, partition: u32) -> (Vec<String>, u64) {
     let mut values = Vec::new();
     let mut offset = 0i64;
-    let mut hw = 0;
     loop {
         let r = client
             .fetch(pb::FetchRequest {
@@ -372,9 +371,8 @@ pub async fn consume_all(client: &mut SluiceClient<Channel>, topic: &str, partit
             .await
             .expect("fetch")
             .into_inner();
-        hw = r.high_watermark;
         if r.batches.is_empty() {
-            break;
+            return (values, r.high_watermark);
         }
         for rec in sluice_core::batch::Records::new(r.batches.clone()).expect("records") {
             let rec = rec.expect("record");
@@ -384,5 +382,4 @@ pub async fn consume_all(client: &mut SluiceClient<Channel>, topic: &str, partit
             }
         }
     }
-    (values, hw)
 }
