@@ -192,10 +192,10 @@ impl Sluice for SluiceService {
     async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let r = req.into_inner();
         if let Some(id) = r.replica_id {
-            // A follower would read past the high watermark; there are no followers yet.
+            // Followers read past the high watermark, through their own service.
             let why = format!(
-                "fetches from replicas are not served: brokers do not replicate yet \
-                 (replica_id {id}; leave it unset to fetch as a consumer)"
+                "fetches from replicas are not served here: followers fetch with \
+                 sluice.v1.Replication/ReplicaFetch (replica_id {id}; leave it unset to fetch as a consumer)"
             );
             return Err(self.fail("fetch", BrokerError::Unsupported(why)));
         }

@@ -159,8 +159,8 @@ async fn create_topic_without_partitions_and_replica_fetches_are_refused() {
     assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
     assert_eq!(
         s.message(),
-        "fetches from replicas are not served: brokers do not replicate yet \
-         (replica_id 0; leave it unset to fetch as a consumer)"
+        "fetches from replicas are not served here: followers fetch with \
+         sluice.v1.Replication/ReplicaFetch (replica_id 0; leave it unset to fetch as a consumer)"
     );
     assert_eq!(error_detail(&s).unwrap().code, proto::ErrorCode::Unsupported as i32);
     broker.stop().await;

@@ -109,11 +109,14 @@ impl LeaderPartition {
     }
 }
 
+/// A led partition's state, shared by the fetch handlers, produce and the ISR check.
+pub type SharedPartition = Arc<Mutex<LeaderPartition>>;
+
 /// Every partition this broker leads with replication, and a signal that wakes the
 /// ReplicaFetch long polls when a leader appended.
 #[derive(Debug)]
 pub struct Leaders {
-    partitions: Mutex<HashMap<(String, u32), Arc<Mutex<LeaderPartition>>>>,
+    partitions: Mutex<HashMap<(String, u32), SharedPartition>>,
     appended: watch::Sender<u64>,
 }
 
@@ -159,11 +162,6 @@ impl Leaders {
     /// Forgets partitions for which `keep` is false (no longer led here).
     pub fn retain(&self, keep: impl Fn(&str, u32) -> bool) {
         lock(&self.partitions).retain(|(t, p), _| keep(t, *p));
-    }
-
-    /// Every led partition.
-    pub fn all(&self) -> Vec<((String, u32), Arc<Mutex<LeaderPartition>>)> {
-        lock(&self.partitions).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// A leader appended: long-polling fetches look again.
