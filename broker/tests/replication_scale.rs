@@ -15,9 +15,11 @@ const PARTITIONS: u32 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_partitions_replicate_with_few_fetch_requests() {
+    let t0 = Instant::now();
     let mut c = TestCluster::start(2, Duration::from_secs(60)).await;
     c.ctl.create_topic("big", PARTITIONS, &[("min.insync.replicas", "1")], |_| vec![1, 2]);
     c.sync();
+    println!("cluster up with {PARTITIONS} partitions in {:?}", t0.elapsed());
     // The follower is away while the leader takes one batch on every partition.
     c.stop_broker(2).await;
     let mut client = c.client(1).await;
@@ -50,5 +52,8 @@ async fn a_thousand_partitions_replicate_with_few_fetch_requests() {
         (0..PARTITIONS).all(|p| offsets(&leader, "big", p) == (3, 3))
     })
     .await;
+    println!("leader high watermarks at 3 after {:?}", started.elapsed());
+    let stopping = Instant::now();
     c.shutdown().await;
+    println!("cluster stopped in {:?}", stopping.elapsed());
 }
