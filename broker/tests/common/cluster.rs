@@ -231,12 +231,19 @@ pub struct TestCluster {
     pub ctl: Arc<Controller>,
     pub members: Vec<Member>,
     pub lag: Duration,
+    /// Brokers also serve the Kafka protocol (on a port of their own).
+    pub kafka: bool,
 }
 
 impl TestCluster {
     /// Brokers 1..=n, with `replica.lag.time.max.ms` = `lag`.
     pub async fn start(n: i32, lag: Duration) -> Self {
-        let mut c = Self { ctl: Arc::new(Controller::default()), members: Vec::new(), lag };
+        Self::start_with(n, lag, false).await
+    }
+
+    /// [`Self::start`], with a Kafka listener on every broker when `kafka`.
+    pub async fn start_with(n: i32, lag: Duration, kafka: bool) -> Self {
+        let mut c = Self { ctl: Arc::new(Controller::default()), members: Vec::new(), lag, kafka };
         for id in 1..=n {
             c.members.push(Member { id, dir: tempfile::tempdir().unwrap(), handle: None });
             c.start_broker(id).await;
@@ -250,7 +257,7 @@ impl TestCluster {
 
     /// Starts (or restarts, on its old data) broker `id`.
     pub async fn start_broker(&mut self, id: i32) {
-        let (ctl, lag) = (self.ctl.clone(), self.lag);
+        let (ctl, lag, kafka) = (self.ctl.clone(), self.lag, self.kafka);
         let m = self.member(id);
         assert!(m.handle.is_none(), "broker {id} is running");
         let mut config = BrokerConfig::standalone(m.dir.path(), "127.0.0.1:0".parse().unwrap());
@@ -258,6 +265,9 @@ impl TestCluster {
         config.replica_lag_time_max = lag;
         config.flush_interval = Duration::from_millis(100);
         config.metadata = Some(Arc::new(BrokerView { id, ctl: ctl.clone() }));
+        if kafka {
+            config.kafka = Some(sluice_broker::kafka::KafkaConfig::new("127.0.0.1:0".parse().unwrap()));
+        }
         let handle = sluice_broker::start(config).await.expect("broker starts");
         ctl.register(id, handle.addr.to_string());
         m.handle = Some(handle);
@@ -277,6 +287,11 @@ impl TestCluster {
 
     pub fn addr(&self, id: i32) -> String {
         self.members.iter().find(|m| m.id == id).and_then(|m| m.handle.as_ref()).unwrap().addr.to_string()
+    }
+
+    /// The Kafka listener of broker `id` (started with `kafka`).
+    pub fn kafka_addr(&self, id: i32) -> std::net::SocketAddr {
+        self.members.iter().find(|m| m.id == id).and_then(|m| m.handle.as_ref()).unwrap().kafka_addr.unwrap()
     }
 
     /// Every running broker opens the topics the controller has now.
