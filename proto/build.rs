@@ -1,10 +1,10 @@
-//! Compiles `proto/sluice/v1/sluice.proto` and `groups.proto` with protox (a pure-Rust protobuf compiler,
+//! Compiles `proto/sluice/v1/sluice.proto`, `groups.proto` and `replication.proto` with protox (a pure-Rust protobuf compiler,
 //! so no `protoc` is needed on the build machine) and generates tonic code from it.
 
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/sluice/v1/sluice.proto", "proto/sluice/v1/groups.proto"];
+    let protos = ["proto/sluice/v1/sluice.proto", "proto/sluice/v1/groups.proto", "proto/sluice/v1/replication.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

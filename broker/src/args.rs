@@ -113,6 +113,10 @@ pub struct Args {
     /// dropped (without it the broker refuses to start and names the damage).
     #[arg(long, env = "SLUICE_RECOVER")]
     pub recover: bool,
+    /// A follower not caught up to its leader's log end for this long, in milliseconds,
+    /// is taken out of the ISR (Kafka's replica.lag.time.max.ms).
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
+    pub replica_lag_time_max_ms: u64,
     /// Page cache for the log database, in MiB.
     #[arg(long, env = env::CACHE_MB, default_value_t = 128)]
     pub cache_mb: u64,
@@ -230,6 +234,7 @@ impl Args {
         c.groups.min_session_timeout = Duration::from_millis(self.group_min_session_timeout_ms.max(10));
         c.groups.initial_rebalance_delay = Duration::from_millis(self.group_initial_rebalance_delay_ms);
         c.shutdown_timeout = Duration::from_millis(self.shutdown_timeout_ms.max(100));
+        c.replica_lag_time_max = Duration::from_millis(self.replica_lag_time_max_ms.max(1));
         let off_if_zero = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         c.connections = ConnectionLimits {
             max_concurrent_streams: self.max_concurrent_streams.max(1),
@@ -272,6 +277,7 @@ mod tests {
         assert_eq!(config.broker_id, 0);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(config.connections, ConnectionLimits::default(), "the flags' defaults are the library's");
+        assert_eq!(config.replica_lag_time_max, Duration::from_secs(30));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct BrokerConfig {
     pub kafka: Option<crate::kafka::KafkaConfig>,
     /// Where topics come from; `None`: the broker's own store (standalone).
     pub metadata: Option<std::sync::Arc<dyn crate::metadata::MetadataStore>>,
+    /// A follower not caught up to its leader's log end within this leaves the ISR
+    /// (Kafka's `replica.lag.time.max.ms`, `--replica-lag-time-max-ms`).
+    pub replica_lag_time_max: Duration,
 }
 
 impl BrokerConfig {
@@ -75,6 +78,7 @@ impl BrokerConfig {
             connections: crate::connections::ConnectionLimits::default(),
             kafka: None,
             metadata: None,
+            replica_lag_time_max: crate::replication::DEFAULT_REPLICA_LAG_TIME_MAX,
         }
     }
 }

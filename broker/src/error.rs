@@ -39,6 +39,19 @@ pub enum BrokerError {
          acks=all cannot be guaranteed (produce with acks=1, or use replication factor 1)"
     )]
     NotEnoughReplicas { topic: String, replication_factor: u32 },
+    #[error(
+        "{topic}-{partition}: {} in-sync replica(s) {isr:?}, fewer than min.insync.replicas={min_isr}: \
+         acks=all is refused{}; wait for the followers to catch up, or produce with acks=1",
+        isr.len(),
+        if *appended { " (the batch was written on the leader but is not committed)" } else { "" }
+    )]
+    NotEnoughInSyncReplicas { topic: String, partition: u32, isr: Vec<i32>, min_isr: u32, appended: bool },
+    #[error(
+        "{topic}-{partition}: the in-sync replicas did not all have offset {offset} within the request timeout \
+         of {timeout_ms} ms; the batch may still be committed later: retry (an idempotent producer retries \
+         without duplicates)"
+    )]
+    ReplicationTimeout { topic: String, partition: u32, offset: u64, timeout_ms: u64 },
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -84,6 +97,7 @@ impl From<LogError> for BrokerError {
                 BrokerError::OffsetOutOfRange { topic, partition, offset, log_start, high_watermark }
             }
             LogError::Batch(e) => BrokerError::Batch(e),
+            e @ LogError::Replica(_) => BrokerError::InvalidRequest(e.to_string()),
         }
     }
 }

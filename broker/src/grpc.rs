@@ -71,6 +71,15 @@ pub fn status(e: BrokerError) -> Status {
             (Code::Unavailable, E::NotLeader)
         }
         BrokerError::NotEnoughReplicas { .. } => (Code::FailedPrecondition, E::NotEnoughReplicas),
+        BrokerError::NotEnoughInSyncReplicas { .. } => {
+            detail.retriable = true;
+            (Code::FailedPrecondition, E::NotEnoughReplicas)
+        }
+        // Kafka answers REQUEST_TIMED_OUT; the closest code here, retriable.
+        BrokerError::ReplicationTimeout { .. } => {
+            detail.retriable = true;
+            (Code::DeadlineExceeded, E::NotEnoughReplicas)
+        }
         BrokerError::ShuttingDown => {
             detail.retriable = true;
             (Code::Unavailable, E::ShuttingDown)
@@ -88,6 +97,23 @@ pub fn status(e: BrokerError) -> Status {
     };
     detail.code = ecode as i32;
     sluice_proto::error_status(code, e.to_string(), &detail)
+}
+
+/// The call's deadline from its `grpc-timeout` header (digits and a unit: H, M, S, m,
+/// u, n), when it has one.
+fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// The request's acks; unset (the zero value) is all, as Kafka's default.
@@ -136,6 +162,9 @@ fn describe(t: TopicInfo, store: &dyn MetadataStore) -> pb::TopicDescription {
 #[tonic::async_trait]
 impl Sluice for SluiceService {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+        // acks=all on a replicated partition waits for the ISR at most the call's
+        // deadline (a little less, so that the answer still arrives), else the default.
+        let timeout = grpc_timeout(&req).map_or(crate::broker::DEFAULT_PRODUCE_TIMEOUT, |t| t.mul_f64(0.9));
         let r = req.into_inner();
         // Internal topics are written by the broker itself (committed offsets go
         // through OffsetCommit, which checks membership).
@@ -147,7 +176,7 @@ impl Sluice for SluiceService {
         let span = info_span!("produce", topic = %r.topic, partition = r.partition, bytes = r.batch.len());
         let appended = self
             .broker
-            .produce(&r.topic, r.partition, acks, r.batch)
+            .produce_with_timeout(&r.topic, r.partition, acks, r.batch, timeout)
             .instrument(span)
             .await
             .map_err(|e| self.fail("produce", e))?;
@@ -163,10 +192,10 @@ impl Sluice for SluiceService {
     async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let r = req.into_inner();
         if let Some(id) = r.replica_id {
-            // A follower would read past the high watermark; there are no followers yet.
+            // Followers read past the high watermark, through their own service.
             let why = format!(
-                "fetches from replicas are not served: brokers do not replicate yet \
-                 (replica_id {id}; leave it unset to fetch as a consumer)"
+                "fetches from replicas are not served here: followers fetch with \
+                 sluice.v1.Replication/ReplicaFetch (replica_id {id}; leave it unset to fetch as a consumer)"
             );
             return Err(self.fail("fetch", BrokerError::Unsupported(why)));
         }

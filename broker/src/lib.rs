@@ -6,6 +6,8 @@
 //!   is the one entry point of every mode.
 //! - [`grpc`]: the `sluice.v1.Sluice` service; protobuf ↔ domain, errors → statuses.
 //! - [`grpc_groups`]: the `sluice.v1.Groups` service over [`groups::Coordinator`].
+//! - [`grpc_replication`]: the `sluice.v1.Replication` service (leader to followers).
+//! - [`replication`]: followers fetching from leaders, the ISR and the high watermark.
 //! - [`kafka`]: Kafka's wire protocol on its own listener, over the same domain calls.
 //! - [`broker`]: the domain service: topics, produce, fetch long-poll, offsets.
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
@@ -24,11 +26,13 @@ pub mod error;
 pub mod groups;
 pub mod grpc;
 pub mod grpc_groups;
+pub mod grpc_replication;
 pub mod kafka;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod telemetry;
 

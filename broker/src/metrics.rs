@@ -101,6 +101,21 @@ pub struct Metrics {
     pub kafka_connections_accepted: Counter,
     /// Kafka connections closed for bad input (garbage, oversized, unknown API or version).
     pub kafka_connections_refused: Counter,
+    /// Replication: ISR size of each partition this broker leads.
+    pub isr_size: Family<PartitionLabels, Gauge>,
+    /// Replication: partitions led here whose ISR is smaller than their replica list.
+    pub under_replicated_partitions: Gauge,
+    /// Replication: records between the leader's log end and this follower's.
+    pub follower_lag_records: Family<PartitionLabels, Gauge>,
+    /// Replication, follower side: ReplicaFetch requests sent and batch bytes received.
+    pub replica_fetch_requests: Counter,
+    pub replica_fetch_bytes: Counter,
+    /// Replication, leader side: ReplicaFetch requests served and batch bytes sent.
+    pub replica_fetch_served: Counter,
+    pub replica_fetch_bytes_served: Counter,
+    /// Replication: ISR changes accepted by the controller.
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -149,6 +164,15 @@ impl Metrics {
             kafka_connections_open: Gauge::default(),
             kafka_connections_accepted: Counter::default(),
             kafka_connections_refused: Counter::default(),
+            isr_size: Family::default(),
+            under_replicated_partitions: Gauge::default(),
+            follower_lag_records: Family::default(),
+            replica_fetch_requests: Counter::default(),
+            replica_fetch_bytes: Counter::default(),
+            replica_fetch_served: Counter::default(),
+            replica_fetch_bytes_served: Counter::default(),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register("produce_records", "Records appended", m.produce_records.clone());
@@ -248,6 +272,39 @@ impl Metrics {
                 "Kafka connections closed for bad input: garbage, a request over --kafka-max-request-bytes, an unknown API or version",
                 m.kafka_connections_refused.clone(),
             );
+            r.register(
+                "partition_isr_size",
+                "In-sync replicas of each partition this broker leads",
+                m.isr_size.clone(),
+            );
+            r.register(
+                "under_replicated_partitions",
+                "Partitions led by this broker whose ISR is smaller than their replica list",
+                m.under_replicated_partitions.clone(),
+            );
+            r.register(
+                "follower_lag_records",
+                "Records between the leader's log end and this follower's, per partition followed here",
+                m.follower_lag_records.clone(),
+            );
+            r.register(
+                "replica_fetch_requests",
+                "ReplicaFetch requests this broker sent as a follower (one per leader per round)",
+                m.replica_fetch_requests.clone(),
+            );
+            r.register("replica_fetch_bytes", "Batch bytes this follower received", m.replica_fetch_bytes.clone());
+            r.register(
+                "replica_fetch_served",
+                "ReplicaFetch requests this broker served as a leader",
+                m.replica_fetch_served.clone(),
+            );
+            r.register(
+                "replica_fetch_bytes_served",
+                "Batch bytes this leader sent to followers",
+                m.replica_fetch_bytes_served.clone(),
+            );
+            r.register("isr_shrinks", "ISR shrinks accepted by the controller", m.isr_shrinks.clone());
+            r.register("isr_expands", "ISR expands accepted by the controller", m.isr_expands.clone());
         }
         m
     }

@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, routing::get};
-use sluice_proto::v1::{groups_server::GroupsServer, sluice_server::SluiceServer};
+use sluice_proto::v1::{
+    groups_server::GroupsServer, replication_server::ReplicationServer, sluice_server::SluiceServer,
+};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle, time::Instant};
 use tonic::transport::Server;
 use tracing::{error, info, warn};
@@ -17,6 +19,7 @@ use crate::{
     groups::Coordinator,
     grpc::SluiceService,
     grpc_groups::GroupsService,
+    grpc_replication::ReplicationService,
     kafka::KafkaServer,
 };
 
@@ -83,6 +86,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SluiceServer<SluiceService>>().await;
     health.set_serving::<GroupsServer<GroupsService>>().await;
+    health.set_serving::<ReplicationServer<ReplicationService>>().await;
     let reflection_failed = |e: tonic_reflection::server::Error| BrokerError::Listen {
         addr: addr.to_string(),
         reason: format!("reflection: {e}"),
@@ -93,6 +97,9 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024)
         .max_encoding_message_size(FETCH_MAX_BYTES_CEILING + MAX_MESSAGE_BYTES_CEILING as usize + 64 * 1024);
     let groups_service = GroupsServer::new(GroupsService::new(groups.clone(), broker.clone()));
+    let replication_service = ReplicationServer::new(ReplicationService::new(broker.clone()))
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(crate::replication::REPLICA_FETCH_RESPONSE_MAX_BYTES + 16 * 1024 * 1024);
     let connections = Connections::new(&limits, broker.metrics());
     let incoming = connections.incoming(listener, &limits);
     let mut rx = shutdown_rx.clone();
@@ -107,12 +114,14 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
             .add_service(reflection_v1alpha)
             .add_service(service)
             .add_service(groups_service)
+            .add_service(replication_service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.wait_for(|s| *s).await;
                 // Long polls answer now, so that their connections can close.
                 stopping.begin_shutdown();
                 health.set_not_serving::<SluiceServer<SluiceService>>().await;
                 health.set_not_serving::<GroupsServer<GroupsService>>().await;
+                health.set_not_serving::<ReplicationServer<ReplicationService>>().await;
             }),
     );
 
@@ -123,6 +132,10 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     }
     tasks.push(tokio::spawn(retention_loop(broker.clone(), retention_every, shutdown_rx.clone())));
     tasks.push(tokio::spawn(session_loop(groups.clone(), shutdown_rx.clone())));
+    if broker.metadata().replicates() {
+        let lag = broker.config().replica_lag_time_max;
+        tasks.push(tokio::spawn(crate::replication::fetcher::run(broker.clone(), lag, shutdown_rx.clone())));
+    }
     if let Some(l) = metrics_listener {
         let state = MetricsState { broker: broker.clone(), groups: groups.clone() };
         tasks.push(tokio::spawn(metrics_server(l, state, shutdown_rx.clone())));
@@ -142,7 +155,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     })
 }
 
-/// The reflection service's view of what this server serves: both Sluice services,
+/// The reflection service's view of what this server serves: the Sluice services,
 /// health, and reflection itself in both versions (v1, and v1alpha, which many tools
 /// still use). Each version lists every service, the other version included.
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {

@@ -159,8 +159,8 @@ async fn create_topic_without_partitions_and_replica_fetches_are_refused() {
     assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
     assert_eq!(
         s.message(),
-        "fetches from replicas are not served: brokers do not replicate yet \
-         (replica_id 0; leave it unset to fetch as a consumer)"
+        "fetches from replicas are not served here: followers fetch with \
+         sluice.v1.Replication/ReplicaFetch (replica_id 0; leave it unset to fetch as a consumer)"
     );
     assert_eq!(error_detail(&s).unwrap().code, proto::ErrorCode::Unsupported as i32);
     broker.stop().await;
@@ -170,11 +170,12 @@ async fn channel(broker: &TestBroker) -> Channel {
     Channel::from_shared(format!("http://{}", broker.addr)).unwrap().connect().await.unwrap()
 }
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
     "sluice.v1.Groups",
+    "sluice.v1.Replication",
     "sluice.v1.Sluice",
 ];
 
@@ -183,7 +184,7 @@ async fn health_and_both_reflection_versions_name_every_service() {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let broker = TestBroker::start().await;
     let mut health = HealthClient::new(channel(&broker).await);
-    for service in ["", "sluice.v1.Sluice", "sluice.v1.Groups"] {
+    for service in ["", "sluice.v1.Sluice", "sluice.v1.Groups", "sluice.v1.Replication"] {
         let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(r.status(), ServingStatus::Serving, "health of '{service}'");
     }

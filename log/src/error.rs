@@ -32,6 +32,10 @@ pub enum LogError {
     /// A stored batch failed its checks.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// A follower's append of its leader's batches was refused (wrong base offset, an
+    /// epoch older than the log's, a damaged batch).
+    #[error("replica append refused: {0}")]
+    Replica(String),
 }
 
 impl LogError {

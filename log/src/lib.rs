@@ -37,7 +37,7 @@ pub use data_dir::DataDirLock;
 pub use db::{DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_MS, LogConfig, drop_partition, drop_unhosted_partitions, open};
 pub use error::{LogError, Result};
 pub use group_commit::{FlushObserver, GroupCommit};
-pub use partition::{AppendedBatch, LogOffsets, PartitionLog, ReadResult};
+pub use partition::{AppendedBatch, LogOffsets, PartitionLog, ReadResult, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use retention::RetentionLimits;
 pub use storage::LogStore;
 pub use store::PartitionStore;

@@ -13,9 +13,11 @@
 //! - `scan`: the walk over segment files that recovery uses.
 //! - `read`: reads and timestamp lookups.
 //! - `write`: append and segment rolls.
+//! - `epochs`: the leader-epoch history (epoch → start offset) and OffsetForLeaderEpoch.
 //! - `delete`: truncation of the tail, deletion of the head (explicit or by retention).
 
 mod delete;
+mod epochs;
 mod index;
 mod read;
 mod recovery;
@@ -24,6 +26,8 @@ mod write;
 
 #[cfg(test)]
 mod damage_tests;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -41,6 +45,7 @@ use std::{
 use sluice_core::BatchInfo;
 use tokio::sync::watch;
 
+pub use self::epochs::{UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::store::{AppendedBatch, LogOffsets, ReadResult};
 use crate::{
     error::{LogError, Result},
@@ -82,6 +87,8 @@ pub struct PartitionLog {
     /// High watermark; readers wait on changes. On a single broker it equals the log end
     /// offset once the append (and, with durability=always, the flush) is done.
     high_watermark: watch::Sender<u64>,
+    /// The leader-epoch history (see `epochs`); changed under the partition lock.
+    epochs: Mutex<epochs::EpochHistory>,
 }
 
 impl PartitionLog {
@@ -103,9 +110,11 @@ impl PartitionLog {
             size_bytes: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
             high_watermark: watch::channel(0).0,
+            epochs: Mutex::new(epochs::EpochHistory::default()),
         };
         if let Some(pid) = store.find_pid(topic, partition)? {
             log.recover(pid)?;
+            log.load_epochs(pid)?;
         }
         Ok(log)
     }
@@ -200,7 +209,23 @@ impl PartitionStore for PartitionLog {
     }
 
     fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        self.read_from(offset, max_bytes)
+        self.read_from(offset, max_bytes, false)
+    }
+
+    fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        self.read_from(offset, max_bytes, true)
+    }
+
+    fn append_replica(&self, batch: &[u8]) -> Result<AppendedBatch> {
+        self.append_replica_batch(batch)
+    }
+
+    fn latest_epoch(&self) -> Option<i32> {
+        PartitionLog::latest_epoch(self)
+    }
+
+    fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64)> {
+        PartitionLog::end_offset_for_epoch(self, epoch)
     }
 
     fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>> {

@@ -12,6 +12,8 @@
 //! - `log/idx`: id + base offset → where the batch is (segment, position, size) and
 //!   what retention and recovery need (record count, max timestamp).
 //! - `log/ts`: id + running max timestamp → base offset of the first batch reaching it.
+//! - `log/epochs`: id + leader epoch → the offset of the first batch of that epoch
+//!   (the leader-epoch history, Kafka's `leader-epoch-checkpoint`).
 //! - `log/meta`: id + kind → log start offset, the target of a truncation in progress,
 //!   and the recovery checkpoint (offset, segment and position up to which the segment
 //!   files are known flushed).
@@ -126,6 +128,7 @@ pub struct LogStore {
     pub(crate) idx: sled::Tree,
     pub(crate) ts: sled::Tree,
     pub(crate) meta: sled::Tree,
+    pub(crate) epochs: sled::Tree,
     data_dir: PathBuf,
     pub(crate) segment_bytes: u64,
     pub(crate) segment_ms: u64,
@@ -146,6 +149,7 @@ impl LogStore {
             idx: db.open_tree("log/idx")?,
             ts: db.open_tree("log/ts")?,
             meta: db.open_tree("log/meta")?,
+            epochs: db.open_tree("log/epochs")?,
             db,
             data_dir,
             segment_bytes: segment_bytes.clamp(1, u64::from(u32::MAX)),
@@ -294,7 +298,7 @@ impl LogStore {
 
     /// Removes every key of a partition from the global trees, in bounded steps.
     pub(crate) fn remove_keys(&self, pid: u64) -> Result<()> {
-        for tree in [&self.idx, &self.ts] {
+        for tree in [&self.idx, &self.ts, &self.epochs] {
             remove_range(tree, pkey(pid, 0), pkey(pid, u64::MAX), true)?;
         }
         for kind in [META_LOG_START, META_TRUNCATE, META_CHECKPOINT] {

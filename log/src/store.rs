@@ -93,6 +93,25 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
     /// watermark the result is empty. Consumers skip records below their offset.
     fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult>;
 
+    /// Like [`Self::read`], but up to the log end offset rather than the high watermark:
+    /// what a follower fetches (it needs the uncommitted tail), and what rebuilds the
+    /// producer state of a partition whose leadership moved here.
+    fn read_to_log_end(&self, offset: i64, max_bytes: usize) -> Result<ReadResult>;
+
+    /// A follower's append: stores one batch exactly as its leader wrote it (base offset
+    /// and partition leader epoch already set, nothing assigned). Refuses a batch whose
+    /// base offset is not the log end offset, whose epoch is older than the log's latest,
+    /// or that fails its CRC or framing. Records a new epoch in the leader-epoch history.
+    fn append_replica(&self, batch: &[u8]) -> Result<AppendedBatch>;
+
+    /// The newest leader epoch that wrote into the log (`None`: none did).
+    fn latest_epoch(&self) -> Option<i32>;
+
+    /// OffsetForLeaderEpoch with KIP-279's semantics: the largest epoch `<= epoch` of
+    /// the leader-epoch history and its end offset (the start of the next epoch, or the
+    /// log end for the latest); `(-1, -1)` when no such epoch is known.
+    fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64)>;
+
     /// The first visible offset whose record timestamp is at or after `ts_ms`, with that
     /// record's timestamp; `None` when no visible record is that recent.
     fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>>;

@@ -28,13 +28,14 @@ from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "proto" / "proto"
-PROTOS = ["sluice/v1/sluice.proto", "sluice/v1/groups.proto"]
+PROTOS = ["sluice/v1/sluice.proto", "sluice/v1/groups.proto", "sluice/v1/replication.proto"]
 TOPIC = "py-orders"
 EXPECTED_SERVICES = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
     "sluice.v1.Groups",
+    "sluice.v1.Replication",
     "sluice.v1.Sluice",
 ]
 TIMEOUT = 10

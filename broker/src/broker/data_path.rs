@@ -3,21 +3,22 @@
 //! writes of a partition's log go through [`PartitionStore`].
 
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use sluice_core::batch;
-use sluice_log::{PartitionStore, ReadResult, RetentionLimits, producer_state::ProducerBatch};
+use sluice_log::{PartitionLog, PartitionStore, ReadResult, RetentionLimits, producer_state::ProducerBatch};
 use tokio::time::timeout_at;
 use tracing::{debug, info, warn};
 
-use super::{Acks, Broker, Topic, idempotence::IdempotentAppend, now_ms};
+use super::{Acks, Broker, Topic, idempotence::IdempotentAppend, now_ms, replica::DEFAULT_PRODUCE_TIMEOUT};
 use crate::{
     config::Durability,
     error::{BrokerError, Result},
     metrics::{DurabilityLabels, Metrics, PartitionLabels},
+    replication::leader::{LeaderPartition, lock},
 };
 
 /// What a successful append returns.
@@ -59,10 +60,28 @@ impl Broker {
     /// requires. A batch of an idempotent producer is checked against its producer
     /// state first: a retry of a stored batch is answered with its original offset.
     pub async fn produce(&self, topic: &str, partition: u32, acks: Acks, batch: Bytes) -> Result<Appended> {
+        self.produce_with_timeout(topic, partition, acks, batch, DEFAULT_PRODUCE_TIMEOUT).await
+    }
+
+    /// [`Self::produce`] with the request's timeout: how long acks=all waits for the
+    /// in-sync replicas on a replicated partition (Kafka's Produce `timeout_ms`).
+    pub async fn produce_with_timeout(
+        &self,
+        topic: &str,
+        partition: u32,
+        acks: Acks,
+        batch: Bytes,
+        timeout: Duration,
+    ) -> Result<Appended> {
         let started = Instant::now();
         self.metadata.check_leader(topic, partition)?;
         let (t, log) = self.partition(topic, partition)?;
-        if acks == Acks::All && t.spec.replication_factor > 1 {
+        let replicated = if self.is_replicated(&t) { Some(self.leader_partition(&t, partition)?) } else { None };
+        if let Some(state) = &replicated {
+            if acks == Acks::All {
+                self.check_in_sync(topic, partition, &lock(state))?;
+            }
+        } else if acks == Acks::All && t.spec.replication_factor > 1 {
             // Without replication, "all in-sync replicas" would be a promise not kept.
             return Err(BrokerError::NotEnoughReplicas {
                 topic: topic.to_string(),
@@ -86,7 +105,13 @@ impl Broker {
         let stored = match appended {
             Ok(IdempotentAppend::Appended(stored)) => stored,
             Ok(IdempotentAppend::Duplicate { base_offset, last_offset }) => {
-                if t.config.durability == Durability::Always && acks != Acks::None {
+                if let Some(state) = &replicated {
+                    // The original may not be committed yet: answer once it is, as the
+                    // original's answer would have come.
+                    if acks == Acks::All {
+                        self.wait_committed(topic, partition, &log, state, last_offset + 1, timeout).await?;
+                    }
+                } else if t.config.durability == Durability::Always && acks != Acks::None {
                     // The original may still wait for its flush, or its request may
                     // have been cancelled with the connection: answer once it is
                     // durable, and make it visible.
@@ -108,6 +133,32 @@ impl Broker {
             }
         };
         let next = stored.next_offset();
+        if let Some(state) = &replicated {
+            self.commit_replicated(topic, partition, &t, &log, state, acks, next, timeout).await?;
+        } else {
+            self.commit(&t, &log, acks, next).await?;
+        }
+        self.metrics.disk_full.set(0);
+        let labels = Metrics::topic(topic);
+        self.metrics.produce_requests.get_or_create(&labels).inc();
+        self.metrics.produce_records.get_or_create(&labels).inc_by(u64::from(info.record_count));
+        self.metrics.produce_bytes.get_or_create(&labels).inc_by(batch.len() as u64);
+        self.metrics
+            .produce_latency
+            .get_or_create(&DurabilityLabels { durability: t.config.durability.as_str().to_string() })
+            .observe(started.elapsed().as_secs_f64());
+        debug!(topic, partition, base_offset = stored.base_offset, records = info.record_count, "appended");
+        Ok(Appended {
+            base_offset: stored.base_offset,
+            record_count: info.record_count,
+            append_time_ms: now,
+            log_start: log.log_start_offset(),
+        })
+    }
+
+    /// Makes an appended batch visible on an unreplicated partition: at once with
+    /// `interval` durability, after its flush with `always` (the single-broker path).
+    async fn commit(&self, t: &Topic, log: &Arc<PartitionLog>, acks: Acks, next: u64) -> Result<()> {
         match t.config.durability {
             Durability::Interval => log.advance_high_watermark(next),
             Durability::Always if acks == Acks::None => {
@@ -131,22 +182,39 @@ impl Broker {
                 log.advance_high_watermark(next);
             }
         }
-        self.metrics.disk_full.set(0);
-        let labels = Metrics::topic(topic);
-        self.metrics.produce_requests.get_or_create(&labels).inc();
-        self.metrics.produce_records.get_or_create(&labels).inc_by(u64::from(info.record_count));
-        self.metrics.produce_bytes.get_or_create(&labels).inc_by(batch.len() as u64);
-        self.metrics
-            .produce_latency
-            .get_or_create(&DurabilityLabels { durability: t.config.durability.as_str().to_string() })
-            .observe(started.elapsed().as_secs_f64());
-        debug!(topic, partition, base_offset = stored.base_offset, records = info.record_count, "appended");
-        Ok(Appended {
-            base_offset: stored.base_offset,
-            record_count: info.record_count,
-            append_time_ms: now,
-            log_start: log.log_start_offset(),
-        })
+        Ok(())
+    }
+
+    /// The commit of a replicated partition: followers are woken to fetch the batch;
+    /// the high watermark moves by the ISR rule (with `always` durability once the
+    /// leader's copy is flushed); acks=all waits until it passes the batch.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_replicated(
+        &self,
+        topic: &str,
+        partition: u32,
+        t: &Topic,
+        log: &Arc<PartitionLog>,
+        state: &Mutex<LeaderPartition>,
+        acks: Acks,
+        next: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.leaders.notify_appended();
+        if t.config.durability == Durability::Always
+            && acks != Acks::None
+            && let Err(e) = self.group_commit.flushed().await
+        {
+            if e.is_disk_full() {
+                self.metrics.disk_full.set(1);
+            }
+            return Err(e.into());
+        }
+        self.update_high_watermark(log, &lock(state));
+        if acks == Acks::All {
+            self.wait_committed(topic, partition, log, state, next, timeout).await?;
+        }
+        Ok(())
     }
 
     /// Reads batches from `offset`; waits up to `max_wait` for `min_bytes` to be there.

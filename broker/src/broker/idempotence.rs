@@ -142,6 +142,35 @@ impl Idempotence {
         }
     }
 
+    /// A follower's append of its leader's batches (`batches`, back to back), under the
+    /// partition's producer-state lock: each goes into the log as the leader wrote it,
+    /// and into the producer state when it is loaded (otherwise the first idempotent
+    /// batch after a leader change loads it from the log, to its end). Returns the
+    /// batches appended.
+    pub(super) fn append_replica(&self, log: &PartitionLog, batches: &bytes::Bytes) -> Result<u64> {
+        let slot = self.slot(log.topic(), log.partition());
+        let mut guard = lock(&slot);
+        let mut n = 0;
+        for batch in sluice_core::Batches::new(bytes::Bytes::clone(batches)) {
+            let batch = batch.map_err(BrokerError::Batch)?;
+            log.append_replica(&batch.bytes)?;
+            if let Some(p) = guard.as_mut() {
+                p.state.replay(&batch.header);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A follower truncated its log: its producer state (in memory and its snapshot) may
+    /// know batches that are gone; the next load rebuilds it from the log.
+    pub(super) fn reset(&self, topic: &str, partition: u32) -> Result<()> {
+        let slot = self.slot(topic, partition);
+        *lock(&slot) = None;
+        persist::delete(&self.db, topic, partition)?;
+        Ok(())
+    }
+
     /// Snapshots the state of every partition loaded so far (before a flush).
     pub(super) fn snapshot_all(&self, logs: &[Arc<PartitionLog>]) -> Result<()> {
         for log in logs {

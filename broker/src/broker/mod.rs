@@ -6,9 +6,12 @@
 //! - `data_path`: produce (acks, durability, leader epoch), fetch long poll, list
 //!   offsets, retention runs, per-partition gauges.
 //! - `idempotence`: producer ids and the idempotent producer's checks around appends.
+//! - `replica`: what replication needs of the broker: leader state, the high watermark
+//!   rule on the log, the acks=all wait, follower appends and truncation.
 
 mod data_path;
 mod idempotence;
+mod replica;
 mod topics;
 
 #[cfg(test)]
@@ -25,6 +28,7 @@ use tracing::info;
 
 pub use self::{
     data_path::{Appended, DEFAULT_FETCH_MAX_BYTES, FETCH_MAX_BYTES_CEILING, FetchParams, MAX_FETCH_WAIT, OffsetQuery},
+    replica::{DEFAULT_PRODUCE_TIMEOUT, HostedPartition},
     topics::{PartitionInfo, TopicInfo},
 };
 use crate::{
@@ -57,6 +61,8 @@ pub struct Broker {
     group_commit: GroupCommit,
     /// Producer ids and per-partition producer state.
     idempotence: Arc<idempotence::Idempotence>,
+    /// Follower progress of the partitions this broker leads (replication).
+    leaders: crate::replication::Leaders,
     metrics: Arc<Metrics>,
     /// `true` once shutdown began: long polls return at once with what they have.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -103,6 +109,7 @@ impl Broker {
             topics: RwLock::new(HashMap::new()),
             group_commit,
             idempotence,
+            leaders: Default::default(),
             metrics,
             stopping: tokio::sync::watch::channel(false).0,
             _lock: lock,
@@ -138,6 +145,11 @@ impl Broker {
     /// have, and later ones do not wait.
     pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
+    }
+
+    /// Whether shutdown began (long polls answer at once).
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 
     /// Stops background work that holds the database (shutdown).

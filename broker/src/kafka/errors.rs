@@ -32,6 +32,9 @@ pub fn kind(e: &BrokerError) -> E {
         BrokerError::Listen { .. } => E::UnknownServerError,
         BrokerError::NotLeader { .. } => E::NotLeaderOrFollower,
         BrokerError::NotEnoughReplicas { .. } => E::NotEnoughReplicas,
+        BrokerError::NotEnoughInSyncReplicas { appended: false, .. } => E::NotEnoughReplicas,
+        BrokerError::NotEnoughInSyncReplicas { appended: true, .. } => E::NotEnoughReplicasAfterAppend,
+        BrokerError::ReplicationTimeout { .. } => E::RequestTimedOut,
         // Retriable: the client finds the partition elsewhere or here after a restart.
         BrokerError::ShuttingDown => E::LeaderNotAvailable,
         // What a broker's create-topic policy answers; the message says why.
@@ -85,6 +88,27 @@ mod tests {
             (BrokerError::Batch(BatchError::Empty), 87),
             (BrokerError::NotLeader { reason: "elsewhere".into(), leader: None }, 6),
             (BrokerError::NotEnoughReplicas { topic: "t".into(), replication_factor: 3 }, 19),
+            (
+                BrokerError::NotEnoughInSyncReplicas {
+                    topic: "t".into(),
+                    partition: 0,
+                    isr: vec![1],
+                    min_isr: 2,
+                    appended: false,
+                },
+                19,
+            ),
+            (
+                BrokerError::NotEnoughInSyncReplicas {
+                    topic: "t".into(),
+                    partition: 0,
+                    isr: vec![1],
+                    min_isr: 2,
+                    appended: true,
+                },
+                20,
+            ),
+            (BrokerError::ReplicationTimeout { topic: "t".into(), partition: 0, offset: 5, timeout_ms: 10 }, 7),
             (BrokerError::UnknownMember { group: "g".into(), member: "m".into() }, 25),
             (BrokerError::FencedMemberEpoch { group: "g".into(), member: "m".into(), epoch: 1, current: 2 }, 22),
             (BrokerError::TopicAlreadyExists("t".into()), 36),

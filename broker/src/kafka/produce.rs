@@ -1,6 +1,8 @@
 //! Produce and InitProducerId. Each partition's records (one RecordBatch v2, as Kafka
 //! requires from v3 on) go to [`Broker::produce`](crate::Broker::produce) untouched;
-//! errors are per partition. acks=0 gets no response at all, as from Kafka.
+//! errors are per partition. acks=0 gets no response at all, as from Kafka. With
+//! acks=-1 on a replicated partition, the request's `timeout_ms` bounds the wait for
+//! the in-sync replicas (REQUEST_TIMED_OUT after it).
 
 use kafka_protocol::{
     ResponseError,
@@ -35,6 +37,13 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> A
             acks != Acks::None,
         );
     }
+    // How long acks=all waits for the in-sync replicas (Kafka's `timeout_ms`; a
+    // negative or zero value takes the default, as a broker cannot wait less than the
+    // append itself takes).
+    let timeout = match u64::try_from(r.timeout_ms) {
+        Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms),
+        _ => crate::broker::DEFAULT_PRODUCE_TIMEOUT,
+    };
     let mut topics = Vec::with_capacity(r.topic_data.len());
     for t in &r.topic_data {
         let name = t.name.0.as_str();
@@ -50,7 +59,9 @@ pub(super) async fn produce(ctx: &Context, r: ProduceRequest, version: i16) -> A
                     partition: 0,
                     count: ctx.broker.partition_count(name).unwrap_or(0),
                 }),
-                (Some(records), Ok(partition)) => ctx.broker.produce(name, partition, acks, records.clone()).await,
+                (Some(records), Ok(partition)) => {
+                    ctx.broker.produce_with_timeout(name, partition, acks, records.clone(), timeout).await
+                }
             };
             partitions.push(match result {
                 Ok(a) => PartitionProduceResponse::default()

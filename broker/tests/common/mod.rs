@@ -2,6 +2,7 @@
 //! that can be killed with SIGKILL.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod proxy;
 
 use std::{

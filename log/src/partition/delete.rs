@@ -57,6 +57,7 @@ impl PartitionLog {
             return Err(e);
         }
         state.running_max_ts = self.indexed_max_ts(pid)?;
+        self.truncate_epochs(pid, new_end)?;
         self.log_end.store(new_end, Ordering::Release);
         if new_end < self.log_start.load(Ordering::Acquire) {
             self.log_start.store(new_end, Ordering::Release);

@@ -26,8 +26,10 @@ struct Run {
 
 impl PartitionLog {
     /// [`PartitionStore::read`].
-    pub(super) fn read_from(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+    /// `to_log_end`: up to the log end offset instead of the high watermark (followers).
+    pub(super) fn read_from(&self, offset: i64, max_bytes: usize, to_log_end: bool) -> Result<ReadResult> {
         let offsets = self.offsets();
+        let limit = if to_log_end { offsets.log_end } else { offsets.high_watermark };
         let out_of_range = || LogError::OffsetOutOfRange {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -36,12 +38,12 @@ impl PartitionLog {
             high_watermark: offsets.high_watermark,
         };
         let offset = u64::try_from(offset).map_err(|_| out_of_range())?;
-        if offset < offsets.log_start || offset > offsets.high_watermark {
+        if offset < offsets.log_start || offset > limit {
             return Err(out_of_range());
         }
         let empty = ReadResult { batches: Bytes::new(), offsets };
         let Some(pid) = self.pid() else { return Ok(empty) };
-        if offset == offsets.high_watermark {
+        if offset == limit {
             return Ok(empty);
         }
         // The batch holding `offset`, then the ones after it in the same segment.
@@ -55,7 +57,7 @@ impl PartitionLog {
         for item in self.store.idx.range(pkey(pid, start)..=pkey(pid, u64::MAX)) {
             let (k, v) = item?;
             let (base, e) = (key_tail(&k)?, IdxEntry::decode(&v)?);
-            if base + u64::from(e.record_count) > offsets.high_watermark {
+            if base + u64::from(e.record_count) > limit {
                 break;
             }
             if base + u64::from(e.record_count) <= offset {
@@ -124,7 +126,7 @@ impl PartitionLog {
             if offset >= offsets.high_watermark {
                 return Ok(None);
             }
-            let r = self.read_from(offset as i64, 1)?;
+            let r = self.read_from(offset as i64, 1, false)?;
             let Some(h) = peek(&r.batches) else { return Ok(None) };
             if h.max_timestamp_ms >= ts_ms {
                 for rec in Records::new(r.batches.clone())? {

@@ -11,12 +11,12 @@ use bytes::BytesMut;
 use sluice_core::{BatchInfo, batch};
 
 use super::{
-    PartitionLog,
+    LockedState, PartitionLog,
     index::{IdxEntry, ts_key},
 };
 use crate::{
     error::{LogError, Result},
-    segment::Segment,
+    segment::{Segment, check_batch},
     storage::{Checkpoint, PartitionId, pkey},
     store::AppendedBatch,
 };
@@ -43,18 +43,43 @@ impl PartitionLog {
         // Both lie outside the batch CRC: the producer's bytes are otherwise unchanged.
         batch::set_base_offset(&mut value, appended.base_offset);
         batch::set_partition_leader_epoch(&mut value, leader_epoch);
+        self.write_locked(&mut state, &value, appended)
+    }
+
+    /// [`crate::PartitionStore::append_replica`].
+    pub(super) fn append_replica_batch(&self, batch: &[u8]) -> Result<AppendedBatch> {
+        let size_bytes = u32::try_from(batch.len())
+            .map_err(|_| LogError::Storage(format!("a batch of {} bytes cannot be stored", batch.len())))?;
+        self.store.check_space(u64::from(size_bytes))?;
+        let mut state = self.lock()?;
+        let log_end = self.log_end.load(Ordering::Acquire);
+        let h = check_batch(batch, log_end).map_err(|why| LogError::Replica(format!("{}: {why}", self.name())))?;
+        let appended = AppendedBatch {
+            base_offset: log_end,
+            record_count: h.record_count as u32,
+            leader_epoch: h.partition_leader_epoch,
+            max_timestamp_ms: h.max_timestamp,
+            size_bytes,
+        };
+        self.write_locked(&mut state, batch, appended)
+    }
+
+    /// Writes a batch whose header is final at the log end, indexes it and records its
+    /// epoch, under the partition lock.
+    fn write_locked(&self, state: &mut LockedState, value: &[u8], appended: AppendedBatch) -> Result<AppendedBatch> {
         let id = self.ensure_id()?;
+        self.note_epoch(id.pid, appended.leader_epoch, appended.base_offset)?;
         let mut dirs = Vec::new();
-        let segment = self.active_segment(appended.base_offset, u64::from(size_bytes), &mut dirs)?;
+        let segment = self.active_segment(appended.base_offset, u64::from(appended.size_bytes), &mut dirs)?;
         let next = appended.next_offset();
         let position = segment
-            .append(&value, next, appended.max_timestamp_ms)
+            .append(value, next, appended.max_timestamp_ms)
             .map_err(|e| LogError::io(&segment.path, "cannot write", &e))?;
         let entry = IdxEntry {
             segment: segment.base,
             position: position as u32,
-            size: size_bytes,
-            record_count: info.record_count,
+            size: appended.size_bytes,
+            record_count: appended.record_count,
             max_ts: appended.max_timestamp_ms,
         };
         let k = pkey(id.pid, appended.base_offset);
@@ -70,7 +95,7 @@ impl PartitionLog {
                 .insert(pkey(id.pid, ts_key(appended.max_timestamp_ms)), &appended.base_offset.to_be_bytes())?;
         }
         self.log_end.store(next, Ordering::Release);
-        self.size_bytes.fetch_add(u64::from(size_bytes), Ordering::Relaxed);
+        self.size_bytes.fetch_add(u64::from(appended.size_bytes), Ordering::Relaxed);
         self.batch_count.fetch_add(1, Ordering::Relaxed);
         let generation = id.state.lock().map(|s| s.generation).unwrap_or(0);
         let checkpoint = Checkpoint { offset: next, segment: segment.base, position: segment.len() };

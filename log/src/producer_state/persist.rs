@@ -53,7 +53,7 @@ pub struct Recovered {
 }
 
 /// Loads a partition's state: its snapshot, then every batch of `log` from the
-/// snapshot's offset to the end of what `log` can read. A snapshot beyond the log end
+/// snapshot's offset to the log end. A snapshot beyond the log end
 /// (the log lost an unflushed tail the snapshot had seen) or unreadable is ignored and
 /// the state is rebuilt from the whole log.
 pub fn load(
@@ -75,8 +75,10 @@ pub fn load(
     };
     let mut at = snapshot_offset.unwrap_or(0).max(offsets.log_start);
     let mut replayed_batches = 0;
-    while at < log.high_watermark() {
-        let read = log.read(at as i64, REBUILD_READ_BYTES)?;
+    // To the log end, not the high watermark: on a follower that just became leader,
+    // batches above the old high watermark are in the log and their producers may retry.
+    while at < log.log_end_offset() {
+        let read = log.read_to_log_end(at as i64, REBUILD_READ_BYTES)?;
         if read.batches.is_empty() {
             break;
         }
