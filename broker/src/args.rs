@@ -336,7 +336,10 @@ mod tests {
         assert!(matches!(mode, Mode::Standalone));
         assert_eq!(config.broker_id, 2);
         let s = cluster.expect("cluster mode");
-        assert_eq!((s.controller.as_str(), s.broker_id, s.grpc_address.as_str()), ("127.0.0.1:7000", 2, "127.0.0.1:7102"));
+        assert_eq!(
+            (s.controller.as_str(), s.broker_id, s.grpc_address.as_str()),
+            ("127.0.0.1:7000", 2, "127.0.0.1:7102")
+        );
         assert_eq!((s.kafka_address.as_deref(), s.rack.as_deref()), (Some("127.0.0.1:7202"), Some("a")));
         assert!(parse(&[]).into_run_settings().expect("valid").2.is_none());
         let err = parse(&["--controller", "x:1", "--standalone=false"]).into_run_settings().unwrap_err();

@@ -242,7 +242,10 @@ fn three_brokers_replicate_and_a_killed_leader_fails_over_within_the_session() {
         (l >= 0 && l != i64::from(leader)).then_some(p)
     });
     let failover = killed.elapsed();
-    println!("failover: {} ms from kill -9 to a new leader in describe (session {SESSION_MS} ms)", failover.as_millis());
+    println!(
+        "failover: {} ms from kill -9 to a new leader in describe (session {SESSION_MS} ms)",
+        failover.as_millis()
+    );
     let new_leader = after["leader"].as_i64().unwrap();
     assert!(ids(&p["isr"]).contains(&new_leader), "{after}");
     assert!(after["leader_epoch"].as_i64().unwrap() > epoch, "{after}");

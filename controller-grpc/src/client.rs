@@ -9,9 +9,7 @@ use crate::pb::controller_client::ControllerClient;
 /// address is malformed; the connection itself is made on first use.
 pub fn connect(address: &str) -> Result<ControllerClient<Channel>, tonic::transport::Error> {
     let url = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
-    let channel = Endpoint::from_shared(url)?
-        .connect_timeout(std::time::Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy();
+    let channel =
+        Endpoint::from_shared(url)?.connect_timeout(std::time::Duration::from_secs(1)).tcp_nodelay(true).connect_lazy();
     Ok(ControllerClient::new(channel))
 }

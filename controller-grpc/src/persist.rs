@@ -26,7 +26,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
 /// The state in `path`; a missing file is an empty cluster.
 pub fn load(path: &Path) -> Result<ClusterState, PersistError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PersistError::Corrupt { path: path.into(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| PersistError::Corrupt { path: path.into(), source })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClusterState::default()),
         Err(e) => Err(io(path)(e)),
     }

@@ -80,7 +80,12 @@ impl Controller {
         state.reset_sessions(0);
         let session_ms = session_timeout.as_millis() as u64;
         let (published, _) = watch::channel(Arc::new(convert::cluster(&state, session_ms)));
-        info!(topics = state.topics.len(), brokers = state.brokers.len(), version = state.version, "controller state loaded");
+        info!(
+            topics = state.topics.len(),
+            brokers = state.brokers.len(),
+            version = state.version,
+            "controller state loaded"
+        );
         let inner = Inner {
             state: Mutex::new(state),
             published,
@@ -181,11 +186,7 @@ impl pb::controller_server::Controller for Controller {
                 Ok((s.version, c))
             })
             .await?;
-        Ok(Response::new(pb::BrokerHeartbeatResponse {
-            fenced: false,
-            session_timeout_ms: self.session_ms(),
-            version,
-        }))
+        Ok(Response::new(pb::BrokerHeartbeatResponse { fenced: false, session_timeout_ms: self.session_ms(), version }))
     }
 
     type WatchMetadataStream = WatchStream;
@@ -300,7 +301,10 @@ impl pb::controller_server::Controller for Controller {
         Ok(Response::new(pb::DeleteTopicResponse { version }))
     }
 
-    async fn list_topics(&self, _req: Request<pb::WatchMetadataRequest>) -> Result<Response<pb::ClusterMetadata>, Status> {
+    async fn list_topics(
+        &self,
+        _req: Request<pb::WatchMetadataRequest>,
+    ) -> Result<Response<pb::ClusterMetadata>, Status> {
         Ok(Response::new((*self.metadata()).clone()))
     }
 }
@@ -334,21 +338,20 @@ impl ControllerHandle {
 /// session expired (checked every tenth of the session).
 pub async fn serve(config: ControllerConfig) -> Result<ControllerHandle, ControllerError> {
     let controller = Controller::open(config.state_file.clone(), config.session_timeout)?;
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| ControllerError::Listen { addr: config.listen, source })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ControllerError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ControllerError::Listen { addr: config.listen, source })?;
     let (shutdown, rx) = watch::channel(false);
     let mut stop = rx.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let service = ControllerServer::new(controller.clone());
-    let server = tokio::spawn(
-        Server::builder()
-            .tcp_nodelay(true)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }),
-    );
+    let server = tokio::spawn(Server::builder().tcp_nodelay(true).add_service(service).serve_with_incoming_shutdown(
+        incoming,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
     let expiry = tokio::spawn(expiry_loop(controller.clone(), config.session_timeout, rx));
     info!(%addr, session_timeout_ms = config.session_timeout.as_millis() as u64, "controller serving");
     Ok(ControllerHandle { addr, controller, shutdown, server, expiry })

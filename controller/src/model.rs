@@ -55,12 +55,6 @@ pub struct PartitionAssignment {
 impl PartitionAssignment {
     /// A partition on `replicas` led by the first, everything in sync, at epoch 0.
     pub fn new(partition: i32, replicas: Vec<i32>) -> Self {
-        Self {
-            partition,
-            leader: replicas.first().copied(),
-            isr: replicas.clone(),
-            replicas,
-            ..Self::default()
-        }
+        Self { partition, leader: replicas.first().copied(), isr: replicas.clone(), replicas, ..Self::default() }
     }
 }

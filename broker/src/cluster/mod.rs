@@ -47,8 +47,7 @@ impl ClusterSettings {
     /// `controller`.
     pub fn new(config: &BrokerConfig, controller: String, rack: Option<String>) -> Self {
         let grpc_address = config.advertised_address.clone().unwrap_or_else(|| config.listen.to_string());
-        let kafka_address =
-            config.kafka.as_ref().map(|k| k.advertised.clone().unwrap_or_else(|| k.listen.to_string()));
+        let kafka_address = config.kafka.as_ref().map(|k| k.advertised.clone().unwrap_or_else(|| k.listen.to_string()));
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

@@ -98,9 +98,7 @@ fn controller_error(controller: &str, s: tonic::Status, topic: &str) -> BrokerEr
 fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            Ok(tokio::task::block_in_place(|| h.block_on(f)))
-        }
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| h.block_on(f))),
         _ => Err(BrokerError::Unsupported("cluster mode needs the multi-thread tokio runtime".into())),
     }
 }
@@ -369,11 +367,10 @@ impl MetadataStore for ClusterMetadata {
             let what = format!("AlterPartition {}-{}", change.topic, change.partition);
             match r.error() {
                 E::None => {
-                    let p = r
-                        .partition
-                        .as_ref()
-                        .map(placement)
-                        .ok_or_else(|| BrokerError::Storage(format!("{what}: the controller answered no partition")))?;
+                    let p =
+                        r.partition.as_ref().map(placement).ok_or_else(|| {
+                            BrokerError::Storage(format!("{what}: the controller answered no partition"))
+                        })?;
                     // Known at once, before the watch brings it.
                     if let Ok(mut s) = state.write()
                         && let Some((_, ps)) = s.topics.get_mut(&change.topic)
@@ -388,9 +385,9 @@ impl MetadataStore for ClusterMetadata {
                     Err(BrokerError::NotLeader { reason: format!("{what} refused: {}", r.message), leader: None })
                 }
                 E::UnknownTopicOrPartition => Err(BrokerError::UnknownTopic(change.topic.clone())),
-                E::InvalidUpdateVersion | E::IneligibleReplica | E::InvalidIsr => {
-                    Err(BrokerError::InvalidRequest(format!("{what} refused ({}): {}", r.error().as_str_name(), r.message)))
-                }
+                E::InvalidUpdateVersion | E::IneligibleReplica | E::InvalidIsr => Err(BrokerError::InvalidRequest(
+                    format!("{what} refused ({}): {}", r.error().as_str_name(), r.message),
+                )),
             }
         })
     }

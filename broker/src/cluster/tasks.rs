@@ -73,8 +73,12 @@ pub(crate) async fn first_snapshot(meta: &ClusterMetadata) -> Streaming<pb::Clus
                 match stream.message().await {
                     Ok(Some(m)) => match meta.apply(&m, true) {
                         Ok(_) => {
-                            info!(version = m.version, topics = m.topics.len(), brokers = m.brokers.len(),
-                                  "cluster metadata received");
+                            info!(
+                                version = m.version,
+                                topics = m.topics.len(),
+                                brokers = m.brokers.len(),
+                                "cluster metadata received"
+                            );
                             return stream;
                         }
                         Err(e) => e.to_string(),

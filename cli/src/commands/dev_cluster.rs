@@ -217,28 +217,28 @@ impl Supervisor {
     async fn run(self, mut child: Child, mut stopping: watch::Receiver<bool>) {
         let id = self.plan.id;
         loop {
-            tokio::select! {
-                status = child.wait() => {
-                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    say(&format!("broker {id} exited ({status})"));
-                    if !self.restart || *stopping.borrow() {
-                        return;
-                    }
-                    // A crash loop must not spin: a short pause before each restart.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match spawn(&self.bin, &self.plan, self.controller, &self.log_format) {
-                        Ok(c) => {
-                            say(&format!("broker {id} restarted pid={}", c.id().unwrap_or(0)));
-                            child = c;
-                        }
-                        Err(e) => {
-                            warn!(broker = id, error = %format!("{e:#}"), "cannot restart the broker");
-                            return;
-                        }
-                    }
+            let exited = tokio::select! {
+                status = child.wait() => Some(status),
+                _ = stopping.wait_for(|s| *s) => None,
+            };
+            let Some(status) = exited else {
+                self.stop(&mut child).await;
+                return;
+            };
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            say(&format!("broker {id} exited ({status})"));
+            if !self.restart || *stopping.borrow() {
+                return;
+            }
+            // A crash loop must not spin: a short pause before each restart.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match spawn(&self.bin, &self.plan, self.controller, &self.log_format) {
+                Ok(c) => {
+                    say(&format!("broker {id} restarted pid={}", c.id().unwrap_or(0)));
+                    child = c;
                 }
-                _ = stopping.wait_for(|s| *s) => {
-                    self.stop(&mut child).await;
+                Err(e) => {
+                    warn!(broker = id, error = %format!("{e:#}"), "cannot restart the broker");
                     return;
                 }
             }

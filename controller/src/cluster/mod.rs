@@ -5,9 +5,9 @@
 //! caller-supplied millisecond count: nothing here reads a clock.
 
 mod brokers;
-mod topics;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,16 +73,36 @@ pub struct Registration {
 /// One change made by an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    BrokerRegistered { id: i32 },
+    BrokerRegistered {
+        id: i32,
+    },
     /// A broker came back with a new incarnation (a restart): it was fenced first.
-    BrokerRestarted { id: i32 },
-    BrokerUnfenced { id: i32 },
-    BrokerFenced { id: i32 },
-    TopicCreated { topic: String },
-    TopicUpdated { topic: String },
-    TopicDeleted { topic: String },
+    BrokerRestarted {
+        id: i32,
+    },
+    BrokerUnfenced {
+        id: i32,
+    },
+    BrokerFenced {
+        id: i32,
+    },
+    TopicCreated {
+        topic: String,
+    },
+    TopicUpdated {
+        topic: String,
+    },
+    TopicDeleted {
+        topic: String,
+    },
     /// A partition's leader, ISR or ELR changed (its partition epoch was bumped).
-    PartitionChanged { topic: String, partition: i32, leader: Option<i32>, leader_epoch: i32, partition_epoch: i32 },
+    PartitionChanged {
+        topic: String,
+        partition: i32,
+        leader: Option<i32>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
 }
 
 /// Why an operation was refused.

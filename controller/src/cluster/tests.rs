@@ -32,7 +32,10 @@ fn p0(s: &ClusterState, topic: &str) -> PartitionAssignment {
 #[test]
 fn topics_are_placed_on_live_brokers_with_the_default_replication_factor() {
     let mut s = three_brokers();
-    assert_eq!(s.create_topic("orders", 3, 0, BTreeMap::new()), Ok(vec![Change::TopicCreated { topic: "orders".into() }]));
+    assert_eq!(
+        s.create_topic("orders", 3, 0, BTreeMap::new()),
+        Ok(vec![Change::TopicCreated { topic: "orders".into() }])
+    );
     let t = &s.topics["orders"];
     assert_eq!(t.replication_factor, 3);
     assert!(t.partitions.iter().all(|p| p.replicas.len() == 3 && p.isr == p.replicas && p.leader.is_some()));
@@ -86,7 +89,10 @@ fn an_expired_leader_is_replaced_from_the_isr_with_bumped_epochs() {
     assert_eq!(changes.len(), 1);
     assert_eq!(
         s.alter_partition("orders", 0, &ask).unwrap_err(),
-        ClusterError::Isr(crate::isr::IsrError::InvalidUpdateVersion { asked: ask.partition_epoch, current: p.partition_epoch })
+        ClusterError::Isr(crate::isr::IsrError::InvalidUpdateVersion {
+            asked: ask.partition_epoch,
+            current: p.partition_epoch
+        })
     );
     assert!(matches!(s.alter_partition("orders", 7, &ask), Err(ClusterError::UnknownPartition { .. })));
 }
