@@ -1,6 +1,8 @@
 //! The controller service over real gRPC on loopback: heartbeats and fencing, elections
 //! on session expiry, AlterPartition's fencing, and state that survives a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
