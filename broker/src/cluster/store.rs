@@ -396,3 +396,97 @@ impl MetadataStore for ClusterMetadata {
         self.settings.broker_id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> ClusterMetadata {
+        let settings = ClusterSettings {
+            controller: "127.0.0.1:1".into(),
+            broker_id: 1,
+            grpc_address: "127.0.0.1:9094".into(),
+            kafka_address: Some("127.0.0.1:9095".into()),
+            rack: None,
+            incarnation: 7,
+        };
+        let client = sluice_controller_grpc::connect(&settings.controller).expect("address");
+        ClusterMetadata::new(settings, client)
+    }
+
+    fn snapshot(version: u64, leader: i32) -> pb::ClusterMetadata {
+        let broker = |id: i32| pb::BrokerMetadata {
+            id,
+            grpc_address: format!("127.0.0.1:{}", 9092 + 2 * id),
+            kafka_address: format!("127.0.0.1:{}", 9093 + 2 * id),
+            rack: String::new(),
+            fenced: id == 2,
+        };
+        pb::ClusterMetadata {
+            version,
+            brokers: (0..3).map(broker).collect(),
+            topics: vec![pb::TopicMetadata {
+                name: "orders".into(),
+                replication_factor: 2,
+                config: Default::default(),
+                partitions: vec![
+                    pb::PartitionMetadata {
+                        partition: 0,
+                        leader,
+                        leader_epoch: 3,
+                        partition_epoch: 5,
+                        replicas: vec![0, 1],
+                        isr: vec![0, 1],
+                        elr: vec![],
+                        last_leader: leader,
+                    },
+                    pb::PartitionMetadata {
+                        partition: 1,
+                        leader: 0,
+                        replicas: vec![0, 2],
+                        isr: vec![0, 2],
+                        ..Default::default()
+                    },
+                ],
+            }],
+            session_timeout_ms: 3000,
+        }
+    }
+
+    #[tokio::test]
+    async fn leads_only_with_a_recent_heartbeat_and_current_metadata() {
+        let s = store();
+        assert!(s.apply(&snapshot(4, 1), false).expect("apply"));
+        assert_eq!(s.hosted_partitions("orders"), Some(vec![0]), "only partitions with a replica here");
+        assert_eq!(s.leader_epoch("orders", 0), 3);
+        assert!(s.replicates());
+        let err = s.check_leader("orders", 0).unwrap_err().to_string();
+        assert!(err.contains("no heartbeat has been accepted"), "{err}");
+        s.heartbeat_accepted(Instant::now(), Duration::from_secs(3), 4);
+        s.check_leader("orders", 0).expect("leader with a fresh heartbeat");
+        // A heartbeat answered at a newer version: not until the watch catches up.
+        s.heartbeat_accepted(Instant::now(), Duration::from_secs(3), 6);
+        let err = s.check_leader("orders", 0).unwrap_err().to_string();
+        assert!(err.contains("metadata version 4 is behind the controller's 6"), "{err}");
+        assert!(s.apply(&snapshot(6, 1), false).expect("apply"));
+        s.check_leader("orders", 0).expect("caught up");
+        assert!(!s.apply(&snapshot(5, 0), false).expect("apply"), "an older snapshot is ignored");
+        // Self-fencing: two thirds of a (short) session without an accepted heartbeat.
+        s.heartbeat_accepted(Instant::now(), Duration::from_millis(30), 6);
+        std::thread::sleep(Duration::from_millis(25));
+        let err = s.check_leader("orders", 0).unwrap_err().to_string();
+        assert!(err.contains("no heartbeat accepted by the controller for"), "{err}");
+        // Another broker's partition names its leader; internal topics are led here.
+        match s.check_leader("orders", 1) {
+            Err(BrokerError::NotLeader { leader: Some((0, addr)), .. }) => assert_eq!(addr, "127.0.0.1:9092"),
+            other => panic!("{other:?}"),
+        }
+        s.check_leader("__consumer_offsets", 0).expect("internal topics are this broker's own");
+        let ids: Vec<(i32, Option<String>)> = s.brokers().into_iter().map(|b| (b.id, b.kafka_address)).collect();
+        assert_eq!(
+            ids,
+            vec![(0, Some("127.0.0.1:9093".into())), (1, Some("127.0.0.1:9095".into()))],
+            "fenced brokers are not listed"
+        );
+    }
+}
