@@ -32,23 +32,24 @@ COPY core/Cargo.toml core/
 COPY log/Cargo.toml log/
 COPY groups/Cargo.toml groups/
 COPY controller/Cargo.toml controller/
+COPY controller-grpc/Cargo.toml controller-grpc/
 COPY crd/Cargo.toml crd/
 COPY broker/Cargo.toml broker/
 COPY client/Cargo.toml client/
 COPY cli/Cargo.toml cli/
 COPY operator/Cargo.toml operator/
 RUN set -eux; \
-    for c in proto core log groups controller crd broker client cli operator; do \
+    for c in proto core log groups controller controller-grpc crd broker client cli operator; do \
       mkdir -p "$c/src"; echo 'fn main() {}' > "$c/src/main.rs"; : > "$c/src/lib.rs"; \
     done; \
     (cargo build --release --locked --workspace --bins 2>/dev/null || true); \
-    rm -rf proto core log groups controller crd broker client cli operator
+    rm -rf proto core log groups controller controller-grpc crd broker client cli operator
 
 # The real build.
 COPY . .
 RUN set -eux; \
     touch proto/src/lib.rs core/src/lib.rs log/src/lib.rs groups/src/lib.rs controller/src/lib.rs \
-          crd/src/lib.rs broker/src/main.rs client/src/lib.rs cli/src/main.rs operator/src/main.rs; \
+          controller-grpc/src/lib.rs crd/src/lib.rs broker/src/main.rs client/src/lib.rs cli/src/main.rs operator/src/main.rs; \
     cargo build --release --locked -p sluice-broker -p sluice-operator -p sluice; \
     mkdir -p /out; \
     cp target/release/sluice-broker target/release/sluice-operator target/release/sluice /out/

@@ -43,10 +43,15 @@ pub struct Args {
     /// Kubernetes mode: duration of the broker Lease, in seconds (renewed every third).
     #[arg(long, env = env::LEASE_DURATION_SECONDS, default_value_t = 10)]
     pub lease_duration_seconds: u64,
-    /// Kubernetes mode: this broker's rack/zone, put on its Lease as `sluice.dev/rack`
-    /// (the operator's placement spreads replicas over racks).
+    /// This broker's rack/zone (Kubernetes mode: put on its Lease as `sluice.dev/rack`;
+    /// cluster mode: sent to the controller). Placement spreads replicas over racks.
     #[arg(long, env = env::RACK)]
     pub rack: Option<String>,
+    /// Cluster mode: the controller of a local cluster (`sluice dev --brokers N`), HOST:PORT.
+    /// The broker heartbeats to it, takes topics and leaders from it and forwards
+    /// topic admin to it; give every broker its own --broker-id.
+    #[arg(long, env = "SLUICE_CONTROLLER", value_name = "HOST:PORT")]
+    pub controller: Option<String>,
     /// Directory for the log database; created if missing, locked while running.
     #[arg(long, env = env::DATA_DIR, default_value = "./sluice-data")]
     pub data_dir: PathBuf,
@@ -165,6 +170,22 @@ pub struct Args {
 }
 
 impl Args {
+    /// The broker's configuration, its mode, and cluster mode's settings when
+    /// `--controller` is given (refused together with Kubernetes mode).
+    pub fn into_run_settings(self) -> Result<(BrokerConfig, Mode, Option<crate::cluster::ClusterSettings>)> {
+        let controller = self.controller.clone().filter(|c| !c.is_empty());
+        if controller.is_some() && !self.standalone {
+            return Err(BrokerError::InvalidConfig(format!(
+                "--controller (SLUICE_CONTROLLER) is for a local cluster; it cannot be combined with Kubernetes mode ({}=false)",
+                env::STANDALONE
+            )));
+        }
+        let rack = self.rack.clone().filter(|r| !r.is_empty());
+        let (config, mode) = self.into_settings()?;
+        let cluster = controller.map(|c| crate::cluster::ClusterSettings::new(&config, c, rack));
+        Ok((config, mode, cluster))
+    }
+
     /// The broker's configuration and mode from the parsed arguments.
     pub fn into_settings(self) -> Result<(BrokerConfig, Mode)> {
         let mode = self.mode()?;
@@ -310,6 +331,25 @@ mod tests {
         assert!(err.contains("--metrics-listen \"nowhere\""), "{err}");
         let err = parse(&["--max-message-bytes", "10"]).into_settings().unwrap_err().to_string();
         assert!(err.contains("max.message.bytes=10"), "{err}");
+    }
+
+    #[test]
+    fn a_controller_address_selects_cluster_mode() {
+        let args = ["--controller", "127.0.0.1:7000", "--broker-id", "2", "--listen", "127.0.0.1:7102"];
+        let more = ["--kafka-listen", "127.0.0.1:7202", "--rack", "a"];
+        let all: Vec<&str> = args.iter().chain(more.iter()).copied().collect();
+        let (config, mode, cluster) = parse(&all).into_run_settings().expect("valid");
+        assert!(matches!(mode, Mode::Standalone));
+        assert_eq!(config.broker_id, 2);
+        let s = cluster.expect("cluster mode");
+        assert_eq!(
+            (s.controller.as_str(), s.broker_id, s.grpc_address.as_str()),
+            ("127.0.0.1:7000", 2, "127.0.0.1:7102")
+        );
+        assert_eq!((s.kafka_address.as_deref(), s.rack.as_deref()), (Some("127.0.0.1:7202"), Some("a")));
+        assert!(parse(&[]).into_run_settings().expect("valid").2.is_none());
+        let err = parse(&["--controller", "x:1", "--standalone=false"]).into_run_settings().unwrap_err();
+        assert!(err.to_string().contains("cannot be combined with Kubernetes mode"), "{err}");
     }
 
     #[cfg(feature = "kubernetes")]

@@ -13,6 +13,8 @@
 //! - [`groups`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: the partition log, the `sluice-log` crate (re-exported under its old path).
 //! - [`metadata`]: where topics come from ([`metadata::MetadataStore`]).
+//! - [`cluster`]: cluster mode (`--controller`): a broker of a local multi-broker
+//!   cluster, its metadata from the controller of `sluice-controller-grpc`.
 //! - `kubernetes` (feature `kubernetes`, default): Kubernetes mode: Topic watch, broker
 //!   Lease, other brokers, over the contract in `sluice_crd::contract`.
 //! - [`connections`]: accepted sockets, counted, closed when idle or at shutdown.
@@ -20,6 +22,7 @@
 
 pub mod args;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod error;

@@ -8,6 +8,9 @@ use sluice_broker::args::Args;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sluice_broker::telemetry::init(&args.log_format);
-    let (config, mode) = args.into_settings().context("invalid broker settings")?;
-    sluice_broker::run(config, mode).await.context("broker failed")
+    let (config, mode, cluster) = args.into_run_settings().context("invalid broker settings")?;
+    match cluster {
+        Some(settings) => sluice_broker::cluster::run(config, settings).await.context("broker failed"),
+        None => sluice_broker::run(config, mode).await.context("broker failed"),
+    }
 }

@@ -75,6 +75,26 @@ pub struct DevArgs {
     /// records and read them back, then keep serving.
     #[arg(long)]
     pub demo: bool,
+    /// Run a local replicated cluster of this many brokers instead of one embedded
+    /// broker: the controller runs in this process, each broker is its own
+    /// `sluice-broker` process (gRPC on --listen's port + 2i, Kafka on
+    /// --kafka-listen's + 2i, metrics on --metrics-listen's + i; port 0: free ports),
+    /// with its data under --data-dir/broker-<i>.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub brokers: u32,
+    /// Cluster: the sluice-broker executable [default: the one next to this `sluice`].
+    #[arg(long, env = "SLUICE_BROKER_BIN", value_name = "PATH")]
+    pub broker_bin: Option<PathBuf>,
+    /// Cluster: restart a broker process that exits (by default it stays down).
+    #[arg(long)]
+    pub restart: bool,
+    /// Cluster: a broker without a heartbeat for this long is fenced and its
+    /// partitions elect new leaders, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub session_timeout_ms: u64,
+    /// Cluster: the controller's gRPC address (brokers heartbeat and watch metadata there).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub controller_listen: SocketAddr,
 }
 
 /// Where `sluice dev` serves metrics (or the Kafka protocol).
@@ -110,8 +130,13 @@ pub enum TopicCommand {
         /// Number of partitions.
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: u32,
+        /// Copies of each partition [default: min(3, brokers) in a cluster, 1 on a
+        /// standalone broker, which refuses more].
+        #[arg(long, short = 'r')]
+        replication_factor: Option<u32>,
         /// Topic configuration, KEY=VALUE (retention.ms, retention.bytes,
-        /// max.message.bytes, durability); repeatable.
+        /// max.message.bytes, durability, min.insync.replicas,
+        /// unclean.leader.election.enable); repeatable.
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
     },

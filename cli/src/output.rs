@@ -142,14 +142,29 @@ pub fn topic_description_text(t: &pb::TopicDescription) -> String {
         t.partitions.len(),
         if t.internal { "  (internal)" } else { "" }
     );
-    let mut table = Table::new(["PARTITION", "LEADER", "LOG START", "LOG END", "HIGH WATERMARK", "SIZE", "BATCHES"])
-        .right_align(&[0, 1, 2, 3, 4, 5, 6]);
+    let mut table = Table::new([
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "ISR",
+        "LOG START",
+        "LOG END",
+        "HIGH WATERMARK",
+        "SIZE",
+        "BATCHES",
+    ])
+    .right_align(&[0, 1, 2, 5, 6, 7, 8, 9]);
+    let ids = |v: &[i32]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     let mut partitions: Vec<&pb::PartitionDescription> = t.partitions.iter().collect();
     partitions.sort_by_key(|p| p.partition);
     for p in partitions {
         table.row([
             p.partition.to_string(),
-            p.leader.to_string(),
+            if p.leader < 0 { "none".to_string() } else { p.leader.to_string() },
+            p.leader_epoch.to_string(),
+            ids(&p.replicas),
+            ids(&p.isr),
             p.log_start_offset.to_string(),
             p.log_end_offset.to_string(),
             p.high_watermark.to_string(),

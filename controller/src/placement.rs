@@ -76,8 +76,8 @@ pub fn place(
             partition: i32::try_from(partition).unwrap_or(i32::MAX),
             replicas: ids.clone(),
             leader: None,
-            leader_epoch: 0,
             isr: ids,
+            ..PartitionAssignment::default()
         });
     }
     // Leaders of the new partitions: the replica leading the fewest partitions; among

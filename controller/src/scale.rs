@@ -57,6 +57,7 @@ mod tests {
             leader_epoch: 0,
             isr: replicas.clone(),
             replicas,
+            ..PartitionAssignment::default()
         }
     }
 

@@ -15,6 +15,7 @@ pub fn assignment(p: &PartitionStatus) -> PartitionAssignment {
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         isr: p.isr.clone(),
+        ..PartitionAssignment::default()
     }
 }
 

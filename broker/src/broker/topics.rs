@@ -81,19 +81,25 @@ impl Broker {
                 "{partitions} partitions is more than the limit of 10000"
             )));
         }
-        if replication_factor > 1 {
+        // A replicating store (a cluster's controller) places the replicas; 0 takes its
+        // default. Standalone: one copy.
+        let replicates = self.metadata.replicates();
+        if replication_factor > 1 && !replicates {
             return Err(BrokerError::InvalidRequest(format!(
                 "replication factor {replication_factor} is larger than the number of brokers (1 in standalone mode)"
             )));
         }
+        let replication_factor = if replicates { replication_factor } else { 1 };
         // Validate config before anything is written.
         self.config.topic_defaults.with_overrides(&config)?;
-        let spec = TopicSpec { name: name.to_string(), partitions, replication_factor: 1, config, internal: false };
+        let spec = TopicSpec { name: name.to_string(), partitions, replication_factor, config, internal: false };
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         if topics.contains_key(name) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
         }
         self.metadata.create_topic(&spec)?;
+        // The store's answer (a controller decides the replication factor it was not given).
+        let spec = self.metadata.topics()?.into_iter().find(|t| t.name == spec.name).unwrap_or(spec);
         let topic = self.open_topic(spec)?;
         topics.insert(name.to_string(), topic.clone());
         drop(topics);

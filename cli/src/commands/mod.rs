@@ -3,6 +3,7 @@
 mod consume;
 mod consume_group;
 mod dev;
+mod dev_cluster;
 mod group;
 mod produce;
 mod topic;
@@ -16,6 +17,7 @@ use crate::args::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<()> {
     let broker = cli.broker_addr().to_string();
     match cli.command {
+        Command::Dev(args) if args.brokers > 1 => dev_cluster::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Topic(t) => topic::run(&connect(&broker).await?, t.command, t.output).await,
         Command::Produce(args) => produce::run(connect(&broker).await?, args).await,

@@ -13,13 +13,14 @@ use crate::{
 pub async fn run(client: &Client, cmd: TopicCommand, format: OutputFormat) -> Result<()> {
     let admin = Admin::new(client.clone());
     match cmd {
-        TopicCommand::Create { name, partitions, config } => {
-            let t = admin.create_topic(&name, partitions, to_map(config)).await?;
+        TopicCommand::Create { name, partitions, replication_factor, config } => {
+            let t = match replication_factor {
+                None => admin.create_topic(&name, partitions, to_map(config)).await?,
+                Some(rf) => create_replicated(client, &name, partitions, rf, to_map(config)).await?,
+            };
             match format {
                 OutputFormat::Json => print_json(&output::topic_description_json(&t))?,
-                OutputFormat::Table => {
-                    output::print(&format!("created topic '{}' with {} partition(s)\n", t.name, t.partitions.len()))?
-                }
+                OutputFormat::Table => output::print(&created_line(&t))?,
             }
         }
         TopicCommand::List { internal } => {
@@ -49,6 +50,36 @@ pub async fn run(client: &Client, cmd: TopicCommand, format: OutputFormat) -> Re
         }
     }
     Ok(())
+}
+
+/// Creates a topic with an explicit replication factor (the admin client leaves it to
+/// the broker).
+async fn create_replicated(
+    client: &Client,
+    name: &str,
+    partitions: u32,
+    replication_factor: u32,
+    config: BTreeMap<String, String>,
+) -> Result<pb::TopicDescription> {
+    let r = client
+        .raw()
+        .create_topic(pb::CreateTopicRequest {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            config: config.into_iter().collect(),
+        })
+        .await
+        .map_err(sluice_client::ClientError::from)?;
+    Ok(r.into_inner().topic.unwrap_or_default())
+}
+
+/// `created topic 'x' with N partition(s)`, with the replication factor when the topic
+/// has more than one copy.
+fn created_line(t: &pb::TopicDescription) -> String {
+    let rf = t.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(1);
+    let copies = if rf > 1 { format!(", replication factor {rf}") } else { String::new() };
+    format!("created topic '{}' with {} partition(s){copies}\n", t.name, t.partitions.len())
 }
 
 fn to_map(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {

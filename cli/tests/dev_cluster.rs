@@ -1,0 +1,344 @@
+//! `sluice dev --brokers 3` with real processes: the cluster comes up, replicated topics
+//! show their replicas and ISR, `kill -9` of a partition leader elects another ISR
+//! member within the session timeout, `--restart` brings a killed broker back.
+//!
+//! Needs the `sluice-broker` binary next to `sluice` (a workspace build has it). Under
+//! CI (`CI=true`) a missing one fails the test; elsewhere it prints `SKIPPED: <reason>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+const SESSION_MS: u64 = 3000;
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.trim() == "1" || v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The `sluice-broker` next to `sluice`, or why there is none (a failure under CI).
+fn broker_bin() -> Option<PathBuf> {
+    let bin = PathBuf::from(SLUICE).with_file_name("sluice-broker");
+    if bin.exists() {
+        return Some(bin);
+    }
+    let why = format!("no sluice-broker at {} (cargo build -p sluice-broker)", bin.display());
+    assert!(!under_ci(), "{why}");
+    println!("SKIPPED: {why}");
+    None
+}
+
+#[derive(Debug, Clone)]
+struct BrokerLine {
+    grpc: String,
+    pid: u32,
+}
+
+/// A `sluice dev --brokers 3` process; killed (with its brokers) when dropped.
+struct DevCluster {
+    child: Child,
+    dir: TempDir,
+    controller: String,
+    brokers: BTreeMap<i32, BrokerLine>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        // SIGTERM first: the dev process stops its brokers; then make sure.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for b in self.brokers.values() {
+            let _ = Command::new("kill").arg("-KILL").arg(b.pid.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap_or_default()
+}
+
+impl DevCluster {
+    fn start(bin: &std::path::Path, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("cluster.log")).unwrap();
+        let mut child = Command::new(SLUICE)
+            .args(["dev", "--brokers", "3", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "off", "--controller-listen", "127.0.0.1:0"])
+            .args(["--session-timeout-ms", &SESSION_MS.to_string()])
+            .arg("--broker-bin")
+            .arg(bin)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("SLUICE_BROKER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice dev --brokers 3");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(|l| l.ok()) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut c = DevCluster { child, dir, controller: String::new(), brokers: BTreeMap::new(), lines };
+        c.wait_line("the ready line", |l| l.starts_with("Sluice dev cluster ready:"));
+        for line in c.lines.lock().unwrap().iter() {
+            if line.starts_with("controller ") {
+                c.controller = field(line, "grpc=").to_string();
+            }
+            if let Some(rest) = line.strip_prefix("broker ")
+                && line.contains(" grpc=")
+            {
+                let id: i32 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let pid = field(line, "pid=").parse().unwrap();
+                c.brokers.insert(id, BrokerLine { grpc: field(line, "grpc=").to_string(), pid });
+            }
+        }
+        assert_eq!(c.brokers.len(), 3, "{:?}", c.lines.lock().unwrap());
+        assert!(!c.controller.is_empty());
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cluster.log")).unwrap_or_default()
+    }
+
+    /// Waits (60 s) for a line of stdout matching `pred`; returns it.
+    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stdout: {:?}\nlog (tail):\n{}",
+                self.lines.lock().unwrap(),
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sluice(&self, broker: i32, args: &[&str]) -> Output {
+        Command::new(SLUICE).arg("--broker").arg(&self.brokers[&broker].grpc).args(args).output().unwrap()
+    }
+
+    fn ok(&self, broker: i32, args: &[&str]) -> String {
+        let out = self.sluice(broker, args);
+        assert!(out.status.success(), "sluice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Partition 0 of `topic` as broker `broker` describes it, when it answers.
+    fn partition0(&self, broker: i32, topic: &str) -> Option<Value> {
+        let out = self.sluice(broker, &["topic", "describe", topic, "--output", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["partitions"].as_array()?.iter().find(|p| p["partition"] == 0).cloned()
+    }
+
+    /// Produces `lines` to `topic` with acks=1 through broker `broker`.
+    fn produce(&self, broker: i32, topic: &str, lines: &str) {
+        use std::io::Write;
+        let mut child = Command::new(SLUICE)
+            .args(["--broker", &self.brokers[&broker].grpc, "produce", topic, "--acks", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "produce to {topic}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn kill9(&self, broker: i32) {
+        let pid = self.brokers[&broker].pid;
+        let s = Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+        assert!(s.success(), "kill -9 {pid}");
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    let mut out: Vec<i64> = v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    out.sort();
+    out
+}
+
+/// Waits (60 s, polling every 100 ms) until `f` answers.
+fn wait_for<T>(what: &str, c: &DevCluster, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; log (tail):\n{}", tail(&c.log()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_brokers_replicate_and_a_killed_leader_fails_over_within_the_session() {
+    let Some(bin) = broker_bin() else { return };
+    let c = DevCluster::start(&bin, &[]);
+    let created = c.ok(0, &["topic", "create", "orders", "-r", "3", "--config", "min.insync.replicas=2"]);
+    assert_eq!(created, "created topic 'orders' with 1 partition(s), replication factor 3\n");
+    // Every broker learns the topic from the controller.
+    let p = wait_for("every broker to describe orders", &c, || {
+        let all: Vec<Value> = (0..3).filter_map(|b| c.partition0(b, "orders")).collect();
+        (all.len() == 3).then(|| all[0].clone())
+    });
+    assert_eq!(ids(&p["replicas"]), vec![0, 1, 2], "{p}");
+    assert_eq!(ids(&p["isr"]), vec![0, 1, 2], "{p}");
+    let leader = p["leader"].as_i64().unwrap() as i32;
+    let epoch = p["leader_epoch"].as_i64().unwrap();
+    let text = c.ok(0, &["topic", "describe", "orders"]);
+    assert!(text.contains("REPLICAS") && text.contains("ISR") && text.contains("0,1,2"), "{text}");
+
+    // acks=1 through the cluster: the client finds the leader from any broker.
+    let other = (0..3).find(|b| *b != leader).unwrap();
+    c.produce(other, "orders", "one\ntwo\nthree\n");
+    let consumed = c.ok(other, &["consume", "orders", "--from-beginning", "--count", "3"]);
+    assert_eq!(consumed, "one\ntwo\nthree\n");
+
+    // kill -9 the leader: another ISR member leads, at a higher epoch.
+    let killed = Instant::now();
+    c.kill9(leader);
+    let after = wait_for("a new leader", &c, || {
+        let p = c.partition0(other, "orders")?;
+        let l = p["leader"].as_i64()?;
+        (l >= 0 && l != i64::from(leader)).then_some(p)
+    });
+    let failover = killed.elapsed();
+    println!(
+        "failover: {} ms from kill -9 to a new leader in describe (session {SESSION_MS} ms)",
+        failover.as_millis()
+    );
+    let new_leader = after["leader"].as_i64().unwrap();
+    assert!(ids(&p["isr"]).contains(&new_leader), "{after}");
+    assert!(after["leader_epoch"].as_i64().unwrap() > epoch, "{after}");
+    assert!(!ids(&after["isr"]).contains(&i64::from(leader)), "the dead broker left the ISR: {after}");
+    c.wait_line("the exit line", |l| l.starts_with(&format!("broker {leader} exited (")));
+    // The new leader takes writes (acks=1; what the old one held is replicated only
+    // with the replication data path).
+    c.produce(other, "orders", "four\n");
+    assert!(!c.lines.lock().unwrap().iter().any(|l| l.contains("restarted")), "nothing restarts without --restart");
+}
+
+#[test]
+fn with_restart_a_killed_broker_comes_back_and_registers_again() {
+    let Some(bin) = broker_bin() else { return };
+    let c = DevCluster::start(&bin, &["--restart"]);
+    c.ok(0, &["topic", "create", "events", "-r", "3", "-p", "2"]);
+    let victim = 1;
+    let old_pid = c.brokers[&victim].pid;
+    c.kill9(victim);
+    let line = c.wait_line("the restart line", |l| l.starts_with(&format!("broker {victim} restarted pid=")));
+    let new_pid: u32 = field(&line, "pid=").parse().unwrap();
+    assert_ne!(new_pid, old_pid);
+    c.wait_line("the exit line", |l| l.starts_with(&format!("broker {victim} exited (")));
+    // It serves again and hosts its replicas (it learns them from the controller).
+    let p = wait_for("the restarted broker to describe events", &c, || c.partition0(victim, "events"));
+    assert!(ids(&p["replicas"]).contains(&i64::from(victim)), "{p}");
+}
+
+/// The drill of issue 11: `kill -9` of the leader while a producer writes with
+/// `acks=all` (idempotent) to RF 3, min ISR 2; every acknowledged record must be read
+/// back once, in order. Needs the replication data path (follower fetch, acks=all
+/// waiting for the ISR), which this branch does not have: here acks=all on RF 3 is
+/// refused, so it cannot pass yet.
+#[test]
+#[ignore = "needs the replication data path (acks=all over the ISR); enable once it is merged"]
+fn kill_9_of_the_leader_under_acks_all_loses_nothing() {
+    let Some(bin) = broker_bin() else { return };
+    let c = DevCluster::start(&bin, &[]);
+    c.ok(0, &["topic", "create", "drill", "-r", "3", "--config", "min.insync.replicas=2"]);
+    let p = wait_for("every broker to describe drill", &c, || {
+        let all: Vec<Value> = (0..3).filter_map(|b| c.partition0(b, "drill")).collect();
+        (all.len() == 3).then(|| all[0].clone())
+    });
+    let leader = p["leader"].as_i64().unwrap() as i32;
+    let other = (0..3).find(|b| *b != leader).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bootstrap = c.brokers[&other].grpc.clone();
+    let (acked, killed_at, first_ack_after_kill) = rt.block_on(async {
+        use sluice_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
+        let client = Client::connect(&bootstrap).await.unwrap();
+        let config = ProducerConfig { acks: Acks::All, ..ProducerConfig::default() };
+        let producer = Producer::new(client, config);
+        let mut pending = Vec::new();
+        let started = Instant::now();
+        let mut killed_at = None;
+        for i in 0..2_000u32 {
+            if killed_at.is_none() && started.elapsed() > Duration::from_secs(2) {
+                c.kill9(leader);
+                killed_at = Some(Instant::now());
+            }
+            match producer.send(ProducerRecord::new("drill").value(i.to_string())).await {
+                Ok(d) => pending.push((i, d)),
+                Err(e) => println!("send {i} refused: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        producer.flush().await;
+        let mut acked = Vec::new();
+        let mut first_after: Option<Instant> = None;
+        let waits: Vec<_> = pending
+            .into_iter()
+            .map(|(i, d)| tokio::spawn(async move { d.await.ok().map(|_| (i, Instant::now())) }))
+            .collect();
+        for w in waits {
+            if let Some((i, at)) = w.await.unwrap() {
+                acked.push(i);
+                if killed_at.is_some_and(|k| at > k) {
+                    first_after = Some(first_after.map_or(at, |f| f.min(at)));
+                }
+            }
+        }
+        (acked, killed_at, first_after)
+    });
+    if let (Some(k), Some(f)) = (killed_at, first_ack_after_kill) {
+        println!("failover: first acknowledgement {} ms after kill -9", f.saturating_duration_since(k).as_millis());
+    }
+    let count = acked.len().to_string();
+    let consumed = c.ok(other, &["consume", "drill", "--from-beginning", "--count", &count]);
+    let read: Vec<u32> = consumed.lines().map(|l| l.parse().unwrap()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let duplicates = read.iter().filter(|v| !seen.insert(**v)).count();
+    let lost = acked.iter().filter(|v| !seen.contains(v)).count();
+    let reordered = read.windows(2).filter(|w| w[0] > w[1]).count();
+    println!("acked={} lost={lost} duplicates={duplicates} reordered={reordered}", acked.len());
+    assert_eq!((lost, duplicates, reordered), (0, 0, 0));
+}
