@@ -52,7 +52,11 @@ impl StallProxy {
     }
 }
 
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, stalled: Arc<AtomicBool>) {
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -101,7 +105,9 @@ async fn a_broker_that_stops_answering_fails_the_record_at_its_delivery_timeout(
     let (outcome, took) = send(&producer, "hung").await;
     let err = outcome.expect_err("acknowledged by a broker that does not answer");
     println!("failed after {took:?}: {err}");
-    let ClientError::DeliveryTimeout { timeout, attempts, last } = &err else { panic!("not a delivery timeout: {err:?}") };
+    let ClientError::DeliveryTimeout { timeout, attempts, last } = &err else {
+        panic!("not a delivery timeout: {err:?}")
+    };
     assert_eq!(*timeout, delivery_timeout);
     assert!(*attempts >= 2, "each attempt waits at most the request timeout, then retries: {attempts}");
     let last = last.as_deref().expect("a last error");
@@ -132,7 +138,8 @@ async fn a_broker_that_stops_answering_fails_the_record_at_its_delivery_timeout(
 async fn the_delivery_timeout_bounds_an_attempt_longer_than_itself() {
     // One attempt would wait 60 s for an answer; the record's timeout ends it at 2 s.
     let delivery_timeout = Duration::from_secs(2);
-    let config = ProducerConfig { delivery_timeout, request_timeout: Duration::from_secs(60), ..ProducerConfig::default() };
+    let config =
+        ProducerConfig { delivery_timeout, request_timeout: Duration::from_secs(60), ..ProducerConfig::default() };
     let (broker, proxy, producer) = setup(config).await;
     proxy.stall(true);
     let (outcome, took) = send(&producer, "hung").await;

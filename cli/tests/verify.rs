@@ -21,10 +21,20 @@ fn a_clean_run_counts_nothing_lost_and_exits_0() {
     let c = out.assert_clean(3000);
     assert_eq!((c.sent, c.failed, c.unacked_seen, c.read, c.other), (3000, 0, 0, 3000, 0), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines, ["acked=3000 lost=0 duplicates=0 reordered=0 offsets_reused=0", "sent=3000 failed=0 unacked_seen=0 read=3000 other=0"]);
+    assert_eq!(
+        lines,
+        [
+            "acked=3000 lost=0 duplicates=0 reordered=0 offsets_reused=0",
+            "sent=3000 failed=0 unacked_seen=0 read=3000 other=0"
+        ]
+    );
 
     // Keys, padded values and JSON; the records of the first run are someone else's.
-    let out = verify::run(&broker.addr, "clean", &["--rate", "1000", "--count", "500", "--keys", "7", "--value-bytes", "200", "--json"]);
+    let out = verify::run(
+        &broker.addr,
+        "clean",
+        &["--rate", "1000", "--count", "500", "--keys", "7", "--value-bytes", "200", "--json"],
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(v["clean"], true);
@@ -48,7 +58,8 @@ fn records_removed_behind_its_back_are_lost_and_exit_1() {
     // Delete the topic and create it again, empty, with a few records of someone else.
     broker.ok(&["topic", "delete", "removed"]);
     broker.ok(&["topic", "create", "removed", "--partitions", "3"]);
-    let out = broker.sluice(&["produce", "removed", "--partition", "0"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let out =
+        broker.sluice(&["produce", "removed", "--partition", "0"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
         let mut child = out;
@@ -78,7 +89,17 @@ fn a_second_run_of_the_same_producer_is_counted_as_duplicates() {
         let out = verify::run(
             &broker.addr,
             "twice",
-            &["--produce-only", "--state", state.to_str().unwrap(), "--producer", "same", "--rate", "2000", "--count", "600"],
+            &[
+                "--produce-only",
+                "--state",
+                state.to_str().unwrap(),
+                "--producer",
+                "same",
+                "--rate",
+                "2000",
+                "--count",
+                "600",
+            ],
         );
         assert_eq!(out.code, Some(0), "{run}: {}", out.stderr);
     }

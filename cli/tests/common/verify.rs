@@ -36,7 +36,8 @@ impl Counts {
             .filter_map(|w| w.split_once('='))
             .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
             .collect();
-        let get = |k: &str| *words.get(k).unwrap_or_else(|| panic!("no {k}= in the output of sluice verify: {stdout:?}"));
+        let get =
+            |k: &str| *words.get(k).unwrap_or_else(|| panic!("no {k}= in the output of sluice verify: {stdout:?}"));
         Counts {
             acked: get("acked"),
             lost: get("lost"),

@@ -69,13 +69,16 @@ async fn send_batch(inner: Arc<Inner>, q: Arc<PartitionQueue>, batch: SealedBatc
     let len = batch.bytes.len();
     let stamped = sluice_core::batch::peek(&batch.bytes).map(|i| (i.producer_id, i.producer_epoch));
     let outcome = send_with_retries(&inner, &q, &batch).await;
-    if outcome.is_ok() {
+    let ok = outcome.is_ok();
+    // The records learn their fate at once, before a reset that may wait for a broker.
+    let _ = batch.done.done.send(outcome);
+    if ok {
         q.acknowledged.store(true, Ordering::Release);
     } else if let Some(stamped) = stamped.filter(|_| inner.config.idempotent()) {
+        // Before the batch leaves the window, so no later batch goes out on the old id.
         reset_after_failure(&inner, &q, stamped).await;
     }
     q.sending.finish(batch.order);
-    let _ = batch.done.done.send(outcome);
     inner.in_flight.completed(len);
     inner.progress.notify_waiters();
     q.wake.notify_one();
@@ -149,7 +152,9 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: &SealedBatc
             Ok(Err(s)) => ClientError::from(s),
             // No answer: the broker hangs or the network drops everything. Counted as a
             // connection failure, so that the route is looked up again.
-            Err(_) => ClientError::Transport(format!("no answer within {:?}", answer_by.saturating_duration_since(sent_at))),
+            Err(_) => {
+                ClientError::Transport(format!("no answer within {:?}", answer_by.saturating_duration_since(sent_at)))
+            }
         };
         if err.kind() == Some(pb::ErrorCode::OutOfOrderSequence) && !oldest {
             // It overtook an earlier batch of the partition: resend once those are done.
@@ -159,8 +164,10 @@ async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: &SealedBatc
             }
             return expired(attempt, Some(err));
         }
-        // The look-up asks brokers that may not answer either: bounded by the deadline.
-        let _ = tokio::time::timeout_at(deadline.into(), inner.client.refresh_route(&q.topic, q.partition, &err)).await;
+        // The look-up asks brokers that may not answer either: bounded like an attempt.
+        let look_up_by = deadline.min(Instant::now() + config.request_timeout);
+        let refresh = inner.client.refresh_route(&q.topic, q.partition, &err);
+        let _ = tokio::time::timeout_at(look_up_by.into(), refresh).await;
         if !err.is_retriable() {
             return Err(err);
         }

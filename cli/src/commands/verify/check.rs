@@ -55,7 +55,12 @@ pub async fn read(client: Client, topic: &str, producer: &str, stall_limit: Dura
     let admin = Admin::new(client.clone());
     let partitions = match retry(stall_limit, "look up the topic", || admin.partition_count(topic)).await {
         Ok(n) => n,
-        Err(e) if e.downcast_ref::<sluice_client::ClientError>().and_then(|e| e.kind()) == Some(ErrorCode::UnknownTopicOrPartition) => 0,
+        Err(e)
+            if e.downcast_ref::<sluice_client::ClientError>().and_then(|e| e.kind())
+                == Some(ErrorCode::UnknownTopicOrPartition) =>
+        {
+            0
+        }
         Err(e) => return Err(e),
     };
     if partitions == 0 {
@@ -70,13 +75,15 @@ pub async fn read(client: Client, topic: &str, producer: &str, stall_limit: Dura
     );
     for p in 0..partitions {
         let what = format!("find the offsets of partition {p}");
-        let start =
-            retry(stall_limit, &what, || admin.list_offset(topic, p, OffsetSpec::Earliest, 0)).await?.0;
+        let start = retry(stall_limit, &what, || admin.list_offset(topic, p, OffsetSpec::Earliest, 0)).await?.0;
         let end = retry(stall_limit, &what, || admin.list_offset(topic, p, OffsetSpec::Latest, 0)).await?.0;
         log.ranges.push((p, start, end));
         if end > start {
             ends.insert(p, end);
-            consumer.assign(topic, p, StartOffset::Offset(start)).await.with_context(|| format!("cannot read partition {p}"))?;
+            consumer
+                .assign(topic, p, StartOffset::Offset(start))
+                .await
+                .with_context(|| format!("cannot read partition {p}"))?;
         }
     }
     let total: u64 = log.ranges.iter().map(|(_, s, e)| e.saturating_sub(*s)).sum();
@@ -119,7 +126,10 @@ pub async fn read(client: Client, topic: &str, producer: &str, stall_limit: Dura
             let mut stuck: Vec<String> =
                 ends.iter().map(|(p, end)| format!("{p} at {:?} of {end}", consumer.position(topic, *p))).collect();
             stuck.sort();
-            bail!("reading made no progress for {stall_limit:?}; partitions not read to their end: {}", stuck.join(", "));
+            bail!(
+                "reading made no progress for {stall_limit:?}; partitions not read to their end: {}",
+                stuck.join(", ")
+            );
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             eprintln!("verify: read {read} of {total} records");
@@ -153,7 +163,12 @@ where
 
 /// Compares what was acknowledged with what was read.
 pub fn compare(state: &State, log: &ReadLog) -> Counts {
-    let mut counts = Counts { acked: state.acked.len() as u64, sent: state.sent, failed: state.failed.len() as u64, ..Counts::default() };
+    let mut counts = Counts {
+        acked: state.acked.len() as u64,
+        sent: state.sent,
+        failed: state.failed.len() as u64,
+        ..Counts::default()
+    };
     // Where each of our sequences was read (every copy).
     let mut copies: HashMap<u64, Vec<(u32, u64)>> = HashMap::new();
     // Per partition: the highest sequence read so far, for reordering.

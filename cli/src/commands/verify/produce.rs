@@ -76,7 +76,8 @@ pub async fn run(client: Client, args: &VerifyArgs, producer_name: &str) -> Resu
             _ = &mut stop => { interrupted = true; break; }
             _ = tokio::time::sleep_until(due.into()) => {}
         }
-        let mut record = ProducerRecord::new(args.topic.as_str()).value(state::value(producer_name, seq, args.value_bytes));
+        let mut record =
+            ProducerRecord::new(args.topic.as_str()).value(state::value(producer_name, seq, args.value_bytes));
         match args.keys {
             Some(keys) => record = record.key(format!("k{}", seq % keys)),
             None => record = record.partition((seq % u64::from(partitions)) as u32),

@@ -76,7 +76,19 @@ mod tests {
 
     #[test]
     fn the_lines_name_every_count() {
-        let c = Counts { acked: 10, lost: 1, duplicates: 2, reordered: 3, offsets_reused: 4, sent: 12, failed: 2, unacked_seen: 1, read: 12, other: 0, lost_examples: vec![] };
+        let c = Counts {
+            acked: 10,
+            lost: 1,
+            duplicates: 2,
+            reordered: 3,
+            offsets_reused: 4,
+            sent: 12,
+            failed: 2,
+            unacked_seen: 1,
+            read: 12,
+            other: 0,
+            lost_examples: vec![],
+        };
         assert_eq!(c.line(), "acked=10 lost=1 duplicates=2 reordered=3 offsets_reused=4");
         assert_eq!(c.details(), "sent=12 failed=2 unacked_seen=1 read=12 other=0");
         assert!(!c.clean());

@@ -82,7 +82,8 @@ impl State {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open the state file {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open the state file {}", path.display()))?;
         let state: State = serde_json::from_reader(BufReader::new(file))
             .with_context(|| format!("{} is not a state file of sluice verify", path.display()))?;
         if state.version != VERSION {
