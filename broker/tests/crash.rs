@@ -8,7 +8,7 @@ mod common;
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use common::{BrokerProcess, connect, free_port};
@@ -80,22 +80,32 @@ async fn kill_9_mid_stream_loses_no_acknowledged_record() {
                     else {
                         break;
                     };
-                    pending.push(tokio::spawn(async move { d.await.ok().map(|m| (m, value)) }));
+                    let acked = acked.clone();
+                    pending.push(tokio::spawn(async move {
+                        if let Ok(m) = d.await {
+                            acked.lock().unwrap().insert((m.partition, m.offset.unwrap()), value);
+                        }
+                    }));
                     v += 1;
                     if v.is_multiple_of(200) {
                         tokio::task::yield_now().await;
                     }
                 }
                 for p in pending {
-                    if let Ok(Some((m, value))) = p.await {
-                        acked.lock().unwrap().insert((m.partition, m.offset.unwrap()), value);
-                    }
+                    p.await.unwrap();
                 }
                 v
             })
         };
-        // Let it write for a while, then kill the broker with SIGKILL mid-stream.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Let it write until some records of this cycle are acknowledged (polling: a fixed
+        // sleep may see none on a loaded machine), then kill the broker with SIGKILL
+        // mid-stream.
+        let before = acked.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < before + 50 && !writer.is_finished() {
+            assert!(Instant::now() < deadline, "cycle {cycle}: fewer than 50 records acknowledged in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         broker.kill9();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         next_value = writer.await.unwrap();

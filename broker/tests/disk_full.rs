@@ -108,7 +108,8 @@ async fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_is_free
             }
             assert!(acked < 1000, "{topic}: the disk never filled");
         };
-        let ClientError::Broker { code, message, .. } = &err else { panic!("{topic}: {err}") };
+        // DiskFull is retriable: after the delivery timeout, the last attempt's error.
+        let ClientError::Broker { code, message, .. } = err.cause() else { panic!("{topic}: {err}") };
         assert_eq!(*code, tonic::Code::ResourceExhausted, "{topic}: {message}");
         assert!(message.starts_with(&format!("disk full: {}", data.display())), "{topic}: {message}");
         assert!(message.contains("no space left on the device holding the data directory"), "{message}");

@@ -172,14 +172,18 @@ async fn a_produced_batch_is_fetched_byte_for_byte_and_long_polls_wake_on_produc
     // A long poll at the end waits, and wakes when another connection produces.
     let poller = tokio::spawn(async move {
         let started = Instant::now();
-        let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &fetch_request("raw", 3, 10_000)).await;
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &fetch_request("raw", 3, 30_000)).await;
         (started.elapsed(), r)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poller.is_finished(), "the fetch waits while there is nothing past offset 3");
     let mut other = TcpStream::connect(addr).await.unwrap();
     let _: ProduceResponse = call(&mut other, ApiKey::Produce, 9, &produce_request("raw", 1, batch(&["d"]))).await;
     let (waited, r) = poller.await.unwrap();
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5), "{waited:?}");
+    // Woken by the produce, not by its 30 s max wait (a loaded machine may be slow to
+    // send the fetch or to wake it, never by most of 30 s).
+    println!("the long poll waited {waited:?}");
+    assert!(waited < Duration::from_secs(25), "{waited:?}");
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.high_watermark, 4);
     assert!(!p.records.as_ref().unwrap().is_empty());

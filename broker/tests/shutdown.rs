@@ -138,21 +138,27 @@ async fn a_long_poll_answers_ok_at_sigterm_and_the_broker_exits_in_time() {
     let addr = broker.addr.clone();
     produce(&addr, "quiet", 3, 10).await;
     let mut raw = connect(&addr).await.raw();
-    let poll = tokio::spawn(async move {
-        let started = Instant::now();
-        let request = proto::FetchRequest {
-            topic: "quiet".into(),
-            offset: 3,
-            max_wait_ms: 25_000,
-            min_bytes: 1,
-            ..Default::default()
-        };
-        (raw.fetch(request).await, started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, took) = tokio::task::spawn_blocking(move || terminate(&mut broker)).await.unwrap();
+    let request = |max_wait_ms| proto::FetchRequest {
+        topic: "quiet".into(),
+        offset: 3,
+        max_wait_ms,
+        min_bytes: 1,
+        ..Default::default()
+    };
+    // The connection and the fetch path are up before the long poll starts.
+    raw.fetch(request(0)).await.expect("a fetch that does not wait");
+    let started = Instant::now();
+    let mut long_poll = std::pin::pin!(raw.fetch(request(25_000)));
+    // Polled here, not in a spawned task that a loaded machine may start late: the request
+    // is on the wire, and has had time to reach the broker, before SIGTERM. (Waiting
+    // cannot end it early: nothing is produced.)
+    let early = tokio::time::timeout(Duration::from_secs(2), long_poll.as_mut()).await;
+    assert!(early.is_err(), "the long poll ended before SIGTERM: {early:?}");
+    let terminate = tokio::task::spawn_blocking(move || terminate(&mut broker));
+    let answer = long_poll.await;
+    let waited = started.elapsed();
+    let (status, took) = terminate.await.unwrap();
     assert!(status.success(), "exit {status} after {took:?}");
-    let (answer, waited) = poll.await.unwrap();
     let answer = answer.expect("the long poll answers OK, not an error").into_inner();
     assert!(answer.batches.is_empty(), "nothing past offset 3: {answer:?}");
     assert_eq!(answer.high_watermark, 3);

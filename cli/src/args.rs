@@ -51,6 +51,8 @@ pub enum Command {
     Group(GroupArgs),
     /// Benchmark produce and consume throughput and latency.
     Bench(BenchArgs),
+    /// Produce numbered records, read them back, and count lost, duplicated, reordered.
+    Verify(crate::commands::verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -29,14 +29,38 @@ pub enum ClientError {
     NoCommittedOffset { group: String, topic: String, partition: u32 },
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The producer gave up on a record: it was not acknowledged within the delivery
+    /// timeout [delivery.timeout.ms], counted from when the record was appended, across
+    /// every retry. `last` is the error of the last attempt (none if it was never sent).
+    #[error("{}", delivery_timeout_message(*.timeout, *.attempts, .last.as_deref()))]
+    DeliveryTimeout { timeout: std::time::Duration, attempts: u32, last: Option<Box<ClientError>> },
+}
+
+fn delivery_timeout_message(timeout: std::time::Duration, attempts: u32, last: Option<&ClientError>) -> String {
+    let head = format!("record not acknowledged within the delivery timeout of {timeout:?}");
+    match (attempts, last) {
+        (0, _) | (_, None) => format!("{head} (never sent: earlier batches of its partition were still in flight)"),
+        (1, Some(e)) => format!("{head} (1 attempt; last error: {e})"),
+        (n, Some(e)) => format!("{head} ({n} attempts; last error: {e})"),
+    }
 }
 
 impl ClientError {
     /// The broker's error code, if the broker answered with an error.
+    /// For a delivery timeout, the code of its last attempt's error.
     pub fn kind(&self) -> Option<ErrorCode> {
-        match self {
+        match self.cause() {
             ClientError::Broker { kind, .. } => Some(*kind),
             _ => None,
+        }
+    }
+
+    /// The error behind this one: the last attempt's error of a delivery timeout (when
+    /// the record was sent at all), else the error itself.
+    pub fn cause(&self) -> &ClientError {
+        match self {
+            ClientError::DeliveryTimeout { last: Some(last), .. } => last.cause(),
+            e => e,
         }
     }
 

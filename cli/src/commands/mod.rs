@@ -7,6 +7,7 @@ mod dev_cluster;
 mod group;
 mod produce;
 mod topic;
+pub mod verify;
 
 use anyhow::Result;
 use sluice_client::Client;
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Group(g) => group::run(&connect(&broker).await?, g.command, g.output).await,
         // The benchmark starts its own broker unless one was named explicitly.
         Command::Bench(args) => crate::bench::run(args, cli.broker).await,
+        Command::Verify(args) => verify::run(connect(&broker).await?, args).await,
     }
 }
 

@@ -101,6 +101,8 @@ pub(crate) struct SealedBatch<D> {
     pub done: D,
     /// Position in the partition's send order (0, 1, …).
     pub order: u64,
+    /// When its first record was appended: the delivery timeout counts from here.
+    pub created: Instant,
 }
 
 /// What the sender of a partition should do next.
@@ -259,7 +261,7 @@ impl<D: Completion> PartitionBatches<D> {
         }
         let n = bytes.len();
         in_flight.sealed(n);
-        self.sealed.push_back(SealedBatch { bytes, done: open.done, order: self.sealed_count });
+        self.sealed.push_back(SealedBatch { bytes, done: open.done, order: self.sealed_count, created: open.started });
         self.sealed_count += 1;
         n
     }
@@ -432,6 +434,20 @@ mod tests {
         let Next::Send(b) = plain.batches.next(Duration::ZERO, t0, &plain.in_flight) else { panic!("a batch") };
         let info = peek(&b.bytes).expect("a batch");
         assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (-1, -1, -1));
+    }
+
+    #[test]
+    fn a_sealed_batch_remembers_when_its_first_record_arrived() {
+        // The delivery timeout counts from here, not from when the batch is sent.
+        let t0 = Instant::now();
+        let mut acc = Acc::default();
+        acc.add(VALUE, 1 << 20, t0);
+        acc.add(VALUE, 1 << 20, t0 + Duration::from_secs(3));
+        acc.batches.flush(&acc.in_flight);
+        let Next::Send(b) = acc.batches.next(Duration::ZERO, t0 + Duration::from_secs(9), &acc.in_flight) else {
+            panic!("a batch")
+        };
+        assert_eq!(b.created, t0);
     }
 
     #[test]

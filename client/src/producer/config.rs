@@ -17,8 +17,16 @@ pub struct ProducerConfig {
     pub batch_size: usize,
     /// Bytes of sealed batches waiting to be sent before `send` waits [buffer.memory].
     pub buffer_memory: usize,
-    /// Give up on a batch after retrying retriable errors this long [delivery.timeout.ms].
+    /// Longest time from a record's append to its acknowledgement, across waiting in
+    /// its batch, waiting for earlier batches and every retry; the record then fails
+    /// with [`ClientError::DeliveryTimeout`](crate::ClientError::DeliveryTimeout)
+    /// [delivery.timeout.ms].
     pub delivery_timeout: Duration,
+    /// Longest wait for the answer to one produce request before it counts as a failed
+    /// attempt (retried on a fresh look-up of the leader while the delivery timeout
+    /// allows) [request.timeout.ms]. A broker that stops answering without closing the
+    /// connection is noticed this way.
+    pub request_timeout: Duration,
     /// Pause between retries [retry.backoff.ms].
     pub retry_backoff: Duration,
     /// How long a topic's partition count is trusted before it is looked up again, so
@@ -67,6 +75,9 @@ impl Default for ProducerConfig {
             batch_size: 64 * 1024,
             buffer_memory: 32 * 1024 * 1024,
             delivery_timeout: Duration::from_secs(30),
+            // Kafka's is 30 s; shorter leaves room for retries within the delivery
+            // timeout, and is still far above a produce's time on a loaded machine.
+            request_timeout: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
             compression: Compression::None,

@@ -206,10 +206,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A new producer id and epoch from the broker (InitProducerId).
-async fn new_producer_id(client: &Client) -> Result<(i64, i16)> {
+/// A new producer id and epoch from the broker (InitProducerId), waiting at most
+/// `timeout` for the answer.
+async fn new_producer_id(client: &Client, timeout: std::time::Duration) -> Result<(i64, i16)> {
     let req = sluice_proto::v1::InitProducerIdRequest { transactional_id: None };
-    let r = client.raw().init_producer_id(req).await.map_err(ClientError::from)?.into_inner();
+    let mut raw = client.raw();
+    let r = tokio::time::timeout(timeout, raw.init_producer_id(req))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+        .map_err(ClientError::from)?
+        .into_inner();
     let epoch = i16::try_from(r.producer_epoch)
         .map_err(|_| ClientError::InvalidArgument(format!("the broker gave producer epoch {}", r.producer_epoch)))?;
     tracing::debug!(producer_id = r.producer_id, epoch, "idempotent producer");
@@ -251,7 +257,8 @@ impl Producer {
         if !self.inner.config.idempotent() {
             return Ok(None);
         }
-        let id = self.inner.producer_id.get_or_try_init(|| new_producer_id(&self.inner.client)).await?;
+        let timeout = self.inner.config.request_timeout;
+        let id = self.inner.producer_id.get_or_try_init(|| new_producer_id(&self.inner.client, timeout)).await?;
         Ok(Some(*id))
     }
 

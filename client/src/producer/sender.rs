@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use sluice_proto::v1 as pb;
 use tracing::{debug, warn};
 
@@ -69,14 +68,17 @@ pub(super) async fn sender_loop(inner: Weak<Inner>, q: Arc<PartitionQueue>) {
 async fn send_batch(inner: Arc<Inner>, q: Arc<PartitionQueue>, batch: SealedBatch<BatchCompletion>) {
     let len = batch.bytes.len();
     let stamped = sluice_core::batch::peek(&batch.bytes).map(|i| (i.producer_id, i.producer_epoch));
-    let outcome = send_with_retries(&inner, &q, batch.order, batch.bytes).await;
-    if outcome.is_ok() {
+    let outcome = send_with_retries(&inner, &q, &batch).await;
+    let ok = outcome.is_ok();
+    // The records learn their fate at once, before a reset that may wait for a broker.
+    let _ = batch.done.done.send(outcome);
+    if ok {
         q.acknowledged.store(true, Ordering::Release);
     } else if let Some(stamped) = stamped.filter(|_| inner.config.idempotent()) {
+        // Before the batch leaves the window, so no later batch goes out on the old id.
         reset_after_failure(&inner, &q, stamped).await;
     }
     q.sending.finish(batch.order);
-    let _ = batch.done.done.send(outcome);
     inner.in_flight.completed(len);
     inner.progress.notify_waiters();
     q.wake.notify_one();
@@ -92,7 +94,8 @@ async fn reset_after_failure(inner: &Inner, q: &PartitionQueue, stamped: (i64, i
     if lock(&q.batches).producer() != Some(stamped) {
         return;
     }
-    match super::new_producer_id(&inner.client).await {
+    // Bounded: the failed record's future resolves only after this.
+    match super::new_producer_id(&inner.client, inner.config.request_timeout).await {
         Ok((id, epoch)) => {
             let mut batches = lock(&q.batches);
             if batches.producer() == Some(stamped) {
@@ -108,51 +111,80 @@ async fn reset_after_failure(inner: &Inner, q: &PartitionQueue, stamped: (i64, i
     }
 }
 
-async fn send_with_retries(inner: &Inner, q: &PartitionQueue, order: u64, batch: Bytes) -> BatchOutcome {
-    let deadline = Instant::now() + inner.config.delivery_timeout;
+/// Sends a batch until it is acknowledged, fails for good, or its delivery timeout
+/// (counted from the batch's first append, `created`) expires. Each attempt waits at most
+/// `request_timeout` for an answer; an attempt that fails with NOT_LEADER, a connection
+/// error or no answer looks the leader up again (Metadata) before the retry.
+async fn send_with_retries(inner: &Inner, q: &PartitionQueue, batch: &SealedBatch<BatchCompletion>) -> BatchOutcome {
+    let config = &inner.config;
+    let deadline = batch.created + config.delivery_timeout;
+    let expired = |attempts: u32, last: Option<ClientError>| {
+        warn!(topic = %q.topic, partition = q.partition, attempts, error = ?last.as_ref().map(|e| e.to_string()), "delivery timeout expired");
+        Err(ClientError::DeliveryTimeout { timeout: config.delivery_timeout, attempts, last: last.map(Box::new) })
+    };
     let mut attempt = 0u32;
+    let mut last: Option<ClientError> = None;
     loop {
+        if Instant::now() >= deadline {
+            return expired(attempt, last);
+        }
         attempt += 1;
         let req = pb::ProduceRequest {
             topic: q.topic.to_string(),
             partition: q.partition,
-            acks: acks_to_proto(inner.config.acks) as i32,
-            batch: batch.clone(),
+            acks: acks_to_proto(config.acks) as i32,
+            batch: batch.bytes.clone(),
             producer_id: -1,
             base_sequence: -1,
         };
         // An out-of-order refusal is final only if no earlier batch could still fill the gap.
-        let oldest = q.sending.is_oldest(order);
-        let err = match inner.client.partition_client(&q.topic, q.partition).await.produce(req).await {
-            Ok(r) => {
+        let oldest = q.sending.is_oldest(batch.order);
+        let sent_at = Instant::now();
+        let answer_by = deadline.min(sent_at + config.request_timeout);
+        let call = async { inner.client.partition_client(&q.topic, q.partition).await.produce(req).await };
+        let err = match tokio::time::timeout_at(answer_by.into(), call).await {
+            Ok(Ok(r)) => {
                 let r = r.into_inner();
-                debug!(topic = %q.topic, partition = q.partition, base_offset = ?r.base_offset, "batch acknowledged");
+                debug!(topic = %q.topic, partition = q.partition, base_offset = ?r.base_offset, attempt, "batch acknowledged");
                 // Unset with acks=0.
                 return Ok(r.base_offset);
             }
-            Err(s) => ClientError::from(s),
+            Ok(Err(s)) => ClientError::from(s),
+            // No answer: the broker hangs or the network drops everything. Counted as a
+            // connection failure, so that the route is looked up again.
+            Err(_) => {
+                ClientError::Transport(format!("no answer within {:?}", answer_by.saturating_duration_since(sent_at)))
+            }
         };
         if err.kind() == Some(pb::ErrorCode::OutOfOrderSequence) && !oldest {
             // It overtook an earlier batch of the partition: resend once those are done.
             debug!(topic = %q.topic, partition = q.partition, attempt, "batch overtook an earlier one; resending after it");
-            if q.sending.wait_until_oldest(order, deadline).await {
+            if q.sending.wait_until_oldest(batch.order, deadline).await {
                 continue;
             }
-            return Err(ClientError::Timeout(inner.config.delivery_timeout));
+            return expired(attempt, Some(err));
         }
-        inner.client.refresh_route(&q.topic, q.partition, &err).await;
-        if !err.is_retriable() || Instant::now() + inner.config.retry_backoff >= deadline {
+        // The look-up asks brokers that may not answer either: bounded like an attempt.
+        let look_up_by = deadline.min(Instant::now() + config.request_timeout);
+        let refresh = inner.client.refresh_route(&q.topic, q.partition, &err);
+        let _ = tokio::time::timeout_at(look_up_by.into(), refresh).await;
+        if !err.is_retriable() {
             return Err(err);
+        }
+        if Instant::now() + config.retry_backoff >= deadline {
+            return expired(attempt, Some(err));
         }
         if err.kind() == Some(pb::ErrorCode::NotLeader) {
             debug!(topic = %q.topic, partition = q.partition, attempt, error = %err, "not the leader; retrying at the leader");
             if attempt == 1 {
                 // The route was just learned: go to the leader at once.
+                last = Some(err);
                 continue;
             }
         } else {
             warn!(topic = %q.topic, partition = q.partition, attempt, error = %err, "produce failed, retrying");
         }
-        tokio::time::sleep(inner.config.retry_backoff).await;
+        last = Some(err);
+        tokio::time::sleep(config.retry_backoff).await;
     }
 }
