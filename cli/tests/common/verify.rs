@@ -138,6 +138,13 @@ impl Background {
         Self { child: Some(child), state: state.to_path_buf(), stderr_path, stdout_path }
     }
 
+    /// SIGTERM: the run stops sending, waits for what is in flight and writes its state.
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
