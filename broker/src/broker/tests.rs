@@ -59,7 +59,17 @@ fn open(dir: &std::path::Path, metadata: Option<Arc<dyn MetadataStore>>) -> Brok
     config.metadata = metadata;
     // Retention deletes whole segments: one batch per segment here.
     config.segment_bytes = 1;
-    Broker::open(config).expect("open")
+    // Reopened in the same process: sled's flusher thread of the previous open lets go
+    // of the database's file lock a moment after the drop (later under load).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Broker::open(config.clone()) {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r.expect("open"),
+        }
+    }
 }
 
 fn records(n: u32, ts: i64) -> Bytes {
