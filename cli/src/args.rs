@@ -195,6 +195,10 @@ pub struct ProduceArgs {
     /// Off with --acks 0.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub idempotence: bool,
+    /// Give up on a record this long after it was read, retries included
+    /// [delivery.timeout.ms]; the error names the last attempt's failure.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_timeout_ms: u64,
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {

@@ -467,3 +467,81 @@ async fn check_probe(bootstrap: &str, acked: &[u64]) -> (usize, usize, usize) {
     let reordered = read.windows(2).filter(|w| w[0] > w[1]).count();
     (lost, duplicates, reordered)
 }
+
+/// Hangs broker processes (SIGSTOP) that follow a replicated partition under a steady
+/// `acks=all` load: the controller fences them when their session runs out, the leader's
+/// ISR shrinks; with one follower gone writes go on (ISR 2 = min ISR); with both gone
+/// `acks=all` is refused with NOT_ENOUGH_REPLICAS and says why, and nothing is
+/// acknowledged that only the leader has. Resumed (SIGCONT), the followers catch up and
+/// rejoin the ISR, and `sluice verify` finds nothing acknowledged lost.
+#[test]
+fn hung_followers_leave_the_isr_min_isr_refuses_writes_and_they_rejoin_without_loss() {
+    let Some(bin) = broker_bin() else { return };
+    let c = DevCluster::start(&bin, &[]);
+    c.ok(0, &["topic", "create", "hang", "-r", "3", "--config", "min.insync.replicas=2"]);
+    let p = full_isr(&c, "hang");
+    let leader = p["leader"].as_i64().unwrap() as i32;
+    let followers: Vec<i32> = (0..3).filter(|b| *b != leader).collect();
+    let grpc = c.brokers[&leader].grpc.clone();
+    let state = c.dir.path().join("hang.state");
+    let mut verify = common::verify::Background::start(
+        &grpc,
+        "hang",
+        &state,
+        &["--rate", "100", "--duration", "900s", "--delivery-timeout-ms", "120000"],
+    );
+    verify.wait_for_acked(100, Duration::from_secs(60));
+    let isr_on_leader = |c: &DevCluster| c.partition0(leader, "hang").map(|p| ids(&p["isr"]));
+    let signal = |sig: &str, b: i32| {
+        let s = Command::new("kill").arg(sig).arg(c.pid(b).to_string()).status().unwrap();
+        assert!(s.success(), "kill {sig} broker {b}");
+    };
+
+    // One follower hangs: it leaves the ISR, writes continue.
+    let t0 = Instant::now();
+    signal("-STOP", followers[0]);
+    let want = vec![i64::from(leader.min(followers[1])), i64::from(leader.max(followers[1]))];
+    wait_for("the ISR without the hung follower", &c, || (isr_on_leader(&c)? == want).then_some(()));
+    println!("follower {} hung: out of the ISR after {} ms", followers[0], t0.elapsed().as_millis());
+    let acked = verify.acked_so_far();
+    verify.wait_for_acked(acked + 200, Duration::from_secs(60));
+
+    // Both hang: below min ISR, acks=all is refused with the reason.
+    signal("-STOP", followers[1]);
+    wait_for("the ISR of the leader alone", &c, || (isr_on_leader(&c)? == vec![i64::from(leader)]).then_some(()));
+    let out = {
+        use std::io::Write;
+        let mut child = Command::new(SLUICE)
+            .args(["--broker", &grpc, "produce", "hang", "--acks", "all", "--delivery-timeout-ms", "3000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"refused\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let refused = stderr.lines().find(|l| l.contains("min.insync.replicas")).unwrap_or(&stderr).to_string();
+    println!("acks=all below min ISR: {refused}");
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        refused.contains("fewer than min.insync.replicas=2") && refused.contains("acks=all is refused"),
+        "{stderr}"
+    );
+
+    // Resumed: both catch up and rejoin; the load that waited is acknowledged.
+    let t1 = Instant::now();
+    signal("-CONT", followers[0]);
+    signal("-CONT", followers[1]);
+    full_isr(&c, "hang");
+    println!("followers resumed: full ISR again after {} ms", t1.elapsed().as_millis());
+    let acked = verify.acked_so_far();
+    verify.wait_for_acked(acked + 200, Duration::from_secs(120));
+    verify.terminate();
+    let produced = verify.wait(Duration::from_secs(180));
+    assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
+    let checked = common::verify::check(&grpc, "hang", &state);
+    println!("{}", checked.stdout.trim());
+    checked.assert_clean(500);
+}

@@ -79,6 +79,7 @@ fn producer_config(args: &ProduceArgs) -> Result<ProducerConfig> {
         acks: args.acks,
         compression: args.compression,
         enable_idempotence: args.idempotence,
+        delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
         ..ProducerConfig::default()
     };
     if let Some(ms) = args.linger_ms {
