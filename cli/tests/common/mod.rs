@@ -2,6 +2,7 @@
 //! SIGKILL and restartable on its data), and `sluice verify` runs ([`verify`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dev_cluster;
 pub mod verify;
 
 use std::{
