@@ -77,6 +77,33 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The result of [`kube::runtime::finalizer::finalizer`], with its stale-cache races
+/// taken out: the reconcile ran on a cached copy older than the API server's, so the
+/// JSON patch that adds or removes the finalizer met a changed list (422, its `test`
+/// failed; 409) or an object already gone (404). The watch brings the newer copy, and
+/// with it another reconcile, so these are not failures; anything else is.
+pub fn finalized(
+    result: Result<kube::runtime::controller::Action, kube::runtime::finalizer::Error<Error>>,
+) -> Result<kube::runtime::controller::Action> {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::Error as F;
+    match result {
+        Ok(action) => Ok(action),
+        Err(F::RemoveFinalizer(e)) if is_not_found(&e) => Ok(Action::await_change()),
+        Err(F::AddFinalizer(e) | F::RemoveFinalizer(e)) if is_stale_write(&e) => {
+            tracing::debug!(error = %e, "finalizer patch met a newer object; retrying on the newer copy");
+            Ok(Action::requeue(std::time::Duration::from_secs(1)))
+        }
+        Err(e) => Err(Error::Finalizer(Box::new(e))),
+    }
+}
+
+/// Whether a write was refused because the object changed since it was read (409, or
+/// 422 from a JSON patch `test` operation) or is gone (404).
+fn is_stale_write(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if matches!(s.code, 404 | 409 | 422))
+}
+
 /// Whether the API server answered 404 (the object is gone).
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

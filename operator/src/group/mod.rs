@@ -41,8 +41,8 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             Finalizer::Cleanup(g) => cleanup_group(&g, &ctx, &ns).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    .await;
+    let action = crate::finalized(action)?;
     ctx.succeeded(&k);
     Ok(action)
 }

@@ -37,8 +37,8 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
             Finalizer::Cleanup(t) => cleanup_topic(&t, &ctx, &ns).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    .await;
+    let action = crate::finalized(action)?;
     ctx.succeeded(&k);
     Ok(action)
 }
