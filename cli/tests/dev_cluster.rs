@@ -156,16 +156,6 @@ fn kill_9_of_the_leader_under_acks_all_loses_nothing() {
     assert_eq!((lost, duplicates, reordered), (0, 0, 0));
 }
 
-/// Waits until every broker describes `topic` partition 0 with the same live leader and
-/// all 3 replicas in the ISR; returns that description.
-fn full_isr(c: &DevCluster, topic: &str) -> Value {
-    wait_for(&format!("{topic} to have a leader and a full ISR on every broker"), c, || {
-        let all: Vec<Value> = (0..3).filter_map(|b| c.partition0(b, topic)).collect();
-        let agreed = all.len() == 3 && all.iter().all(|p| p["leader"] == all[0]["leader"] && p["leader"].is_i64());
-        (agreed && all.iter().all(|p| ids(&p["isr"]).len() == 3)).then(|| all[0].clone())
-    })
-}
-
 /// An `acks=all` producer sending one record every 10 ms to partition 0 of `drill`,
 /// noting when each acknowledgement arrives.
 struct Probe {

@@ -26,6 +26,11 @@ check fails.
       transactional producer is refused with an error that says so.
   kafka_clients.py aiokafka BOOTSTRAP TOPIC GROUP
       aiokafka producer, then an aiokafka group consumer reading it all and committing.
+  kafka_clients.py steady-produce BOOTSTRAP TOPIC RATE STOPFILE LOGFILE
+      confluent-kafka idempotent producer (acks=all) sending `kafka-<i>` to partition 0
+      at RATE records/s until STOPFILE exists, then flushing. Every delivery report is
+      appended to LOGFILE as a JSON line as it arrives ({"i", "offset", "sent", "acked"}
+      wall-clock seconds, or {"i", "error"}); prints the totals at the end.
 """
 
 import json
@@ -338,6 +343,53 @@ def aio(bootstrap, topic, group_id):
     print(json.dumps({"count": len(got), "first": got[0]}))
 
 
+def steady_produce(bootstrap, topic, rate, stopfile, logfile):
+    import os
+
+    from confluent_kafka import Producer
+
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,  # acks=all, retries, 5 in flight, no reordering
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 120000,  # delivery.timeout.ms: outlives every failover
+        "request.timeout.ms": 10000,
+        "retry.backoff.ms": 50,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    log = open(logfile, "a", buffering=1)
+    totals = {"sent": 0, "acked": 0, "errors": 0}
+
+    def report(i, sent):
+        def done(err, msg):
+            if err is not None:
+                totals["errors"] += 1
+                log.write(json.dumps({"i": i, "error": str(err)}) + "\n")
+            else:
+                totals["acked"] += 1
+                log.write(json.dumps({"i": i, "offset": msg.offset(), "sent": sent, "acked": time.time()}) + "\n")
+        return done
+
+    interval, start, i = 1.0 / rate, time.time(), 0
+    while not os.path.exists(stopfile):
+        due = start + i * interval
+        now = time.time()
+        if due > now:
+            p.poll(due - now)
+            continue
+        sent = time.time()
+        p.produce(topic, value=f"kafka-{i}".encode(), partition=0, on_delivery=report(i, sent))
+        totals["sent"] += 1
+        i += 1
+        p.poll(0)
+    totals["undelivered"] = p.flush(150)
+    log.close()
+    print(json.dumps(totals))
+    if totals["undelivered"]:
+        fail(f"steady-produce: {totals}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "metadata":
@@ -356,6 +408,8 @@ def main():
         admin(args[0])
     elif cmd == "aiokafka":
         aio(args[0], args[1], args[2])
+    elif cmd == "steady-produce":
+        steady_produce(args[0], args[1], float(args[2]), args[3], args[4])
     else:
         fail(f"unknown command {cmd}")
 

@@ -235,3 +235,13 @@ pub fn wait_for<T>(what: &str, c: &DevCluster, mut f: impl FnMut() -> Option<T>)
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until every broker describes `topic` partition 0 with the same live leader and
+/// all 3 replicas in the ISR; returns that description.
+pub fn full_isr(c: &DevCluster, topic: &str) -> Value {
+    wait_for(&format!("{topic} to have a leader and a full ISR on every broker"), c, || {
+        let all: Vec<Value> = (0..3).filter_map(|b| c.partition0(b, topic)).collect();
+        let agreed = all.len() == 3 && all.iter().all(|p| p["leader"] == all[0]["leader"] && p["leader"].is_i64());
+        (agreed && all.iter().all(|p| ids(&p["isr"]).len() == 3)).then(|| all[0].clone())
+    })
+}
