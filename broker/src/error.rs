@@ -54,6 +54,10 @@ pub enum BrokerError {
     ReplicationTimeout { topic: String, partition: u32, offset: u64, timeout_ms: u64 },
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// A Kafka client asked for a topic that does not exist yet and whose creation was
+    /// requested (Kubernetes: the operator creates the Topic resource); retriable.
+    #[error("topic '{0}' is being created (auto.create.topics.enable): retry shortly")]
+    TopicBeingCreated(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("group '{0}' does not exist")]

@@ -84,6 +84,10 @@ pub fn status(e: BrokerError) -> Status {
             detail.retriable = true;
             (Code::Unavailable, E::ShuttingDown)
         }
+        BrokerError::TopicBeingCreated(_) => {
+            detail.retriable = true;
+            (Code::NotFound, E::UnknownTopicOrPartition)
+        }
         BrokerError::Unsupported(_) => (Code::Unimplemented, E::Unsupported),
         BrokerError::GroupNotFound(_) => (Code::NotFound, E::GroupNotFound),
         BrokerError::UnknownMember { .. } => (Code::FailedPrecondition, E::UnknownMemberId),

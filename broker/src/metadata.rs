@@ -38,6 +38,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Asks whoever creates topics to create `name`, for Kafka's auto-creation where the
+    /// broker cannot create topics itself (Kubernetes: the broker lists the name on its
+    /// Lease and the operator creates the Topic resource when the Cluster opts in).
+    /// False when this store takes no such requests (or has too many pending).
+    fn request_topic(&self, _name: &str) -> bool {
+        false
+    }
+
     /// The partitions of `topic` this broker hosts; `None`: all of them (standalone).
     fn hosted_partitions(&self, _topic: &str) -> Option<Vec<u32>> {
         None

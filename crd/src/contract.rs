@@ -22,6 +22,14 @@ pub const CLUSTER_LABEL: &str = "sluice.dev/cluster";
 pub const RACK_LABEL: &str = "sluice.dev/rack";
 /// Annotation a broker puts on its Lease: the address clients reach it at.
 pub const ADDRESS_ANNOTATION: &str = "sluice.dev/address";
+/// Annotation a broker puts on its Lease: Kafka topic names clients asked it for that do
+/// not exist (Kafka's auto-creation), comma-separated. When the Cluster opts in
+/// (`auto.create.topics.enable`) the operator creates a Topic resource for each.
+pub const REQUESTED_TOPICS_ANNOTATION: &str = "sluice.dev/requested-topics";
+/// Label on the Topic resources the operator created for [`REQUESTED_TOPICS_ANNOTATION`].
+pub const AUTO_CREATED_LABEL: &str = "sluice.dev/auto-created";
+/// At most this many names wait on one broker's Lease at a time.
+pub const MAX_REQUESTED_TOPICS: usize = 32;
 /// Finalizer the operator puts on Topics until every broker dropped their data.
 pub const TOPIC_FINALIZER: &str = "sluice.dev/topic-data";
 /// Finalizer the operator puts on ConsumerGroups: the group's committed offsets are
@@ -72,6 +80,63 @@ pub fn lease_is_current(
 pub fn topic_name<'a>(spec_name: Option<&'a str>, metadata_name: &'a str) -> &'a str {
     spec_name.unwrap_or(metadata_name)
 }
+
+/// The names a [`REQUESTED_TOPICS_ANNOTATION`] value lists (empty entries dropped).
+pub fn requested_topics(annotation: &str) -> Vec<String> {
+    annotation.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
+}
+
+/// The resource name of a Topic auto-created for Kafka topic `kafka_name`: the name
+/// itself when it is a valid resource name (lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit), else `auto-<lowercased, other
+/// characters as '-'>-<8 hex digits of a hash of the name>` (with `spec.name` keeping
+/// the Kafka name), so two Kafka names never share a resource.
+pub fn auto_topic_resource_name(kafka_name: &str) -> String {
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !kafka_name.is_empty()
+        && kafka_name.len() <= 200
+        && kafka_name.chars().all(valid)
+        && edge(kafka_name.chars().next())
+        && edge(kafka_name.chars().last())
+    {
+        return kafka_name.to_string();
+    }
+    // FNV-1a: stable across releases and platforms (the name must not change).
+    let hash = kafka_name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let body: String = kafka_name
+        .chars()
+        .take(200)
+        .map(|c| {
+            if valid(c) {
+                c
+            } else if c.is_ascii_uppercase() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let body = body.trim_matches(|c| c == '-' || c == '.');
+    format!("auto-{body}-{hash:08x}").replace("--", "-")
+}
+
+/// Whether a Cluster's `spec.config` opts in to auto-creating topics that Kafka clients
+/// ask for (`auto.create.topics.enable`, off by default on Kubernetes).
+pub fn auto_create_topics(config: &BTreeMap<String, String>) -> bool {
+    config.get(AUTO_CREATE_TOPICS).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Partitions of an auto-created topic: the Cluster's `num.partitions`, else 1 (Kafka's
+/// default).
+pub fn auto_create_partitions(config: &BTreeMap<String, String>) -> i32 {
+    config.get(NUM_PARTITIONS).and_then(|v| v.trim().parse().ok()).filter(|n: &i32| *n >= 1).unwrap_or(1)
+}
+
+/// The Cluster `spec.config` key of Kafka's `auto.create.topics.enable`.
+pub const AUTO_CREATE_TOPICS: &str = "auto.create.topics.enable";
+/// The Cluster `spec.config` key of Kafka's `num.partitions`.
+pub const NUM_PARTITIONS: &str = "num.partitions";
 
 /// The sort key that decides which of two Topic resources with one Kafka-style name
 /// owns it: the smaller key (older creation time, then resource name) wins. Both the
@@ -175,12 +240,16 @@ pub mod env {
     pub const HTTP2_KEEPALIVE_INTERVAL_MS: &str = "SLUICE_HTTP2_KEEPALIVE_INTERVAL_MS";
     pub const HTTP2_KEEPALIVE_TIMEOUT_MS: &str = "SLUICE_HTTP2_KEEPALIVE_TIMEOUT_MS";
     pub const TCP_KEEPALIVE_MS: &str = "SLUICE_TCP_KEEPALIVE_MS";
+    /// Kafka's `auto.create.topics.enable` (`--auto-create-topics`).
+    pub const AUTO_CREATE_TOPICS: &str = "SLUICE_AUTO_CREATE_TOPICS";
+    /// Kafka's `num.partitions` (`--default-partitions`).
+    pub const DEFAULT_PARTITIONS: &str = "SLUICE_DEFAULT_PARTITIONS";
 }
 
 /// The keys a Cluster's `spec.config` may set, Kafka-style, and the broker environment
 /// variable each becomes. A key not in this table is refused (an `InvalidSpec`
 /// condition), never silently dropped.
-pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 11] = [
+pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 13] = [
     ("durability", env::DURABILITY),
     ("flush.interval.ms", env::FLUSH_INTERVAL_MS),
     ("retention.ms", env::RETENTION_MS),
@@ -192,6 +261,8 @@ pub const CLUSTER_CONFIG_KEYS: [(&str, &str); 11] = [
     ("group.heartbeat.interval.ms", env::GROUP_HEARTBEAT_INTERVAL_MS),
     ("group.min.session.timeout.ms", env::GROUP_MIN_SESSION_TIMEOUT_MS),
     ("shutdown.timeout.ms", env::SHUTDOWN_TIMEOUT_MS),
+    (AUTO_CREATE_TOPICS, env::AUTO_CREATE_TOPICS),
+    (NUM_PARTITIONS, env::DEFAULT_PARTITIONS),
 ];
 
 /// A broker's default shutdown bound (`--shutdown-timeout-ms`): well under Kubernetes'
@@ -235,6 +306,14 @@ pub fn cluster_config_env(config: &BTreeMap<String, String>) -> Result<BTreeMap<
                 .with_overrides(&BTreeMap::from([(k.clone(), v.to_string())]))
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            AUTO_CREATE_TOPICS => match v {
+                "true" | "false" => Ok(()),
+                _ => Err(format!("{k}={v}: expected true or false")),
+            },
+            NUM_PARTITIONS => match v.parse::<u32>() {
+                Ok(1..=10_000) => Ok(()),
+                _ => Err(format!("{k}={v}: expected a partition count from 1 to 10000")),
+            },
             _ => v.parse::<u64>().map(|_| ()).map_err(|_| format!("{k}={v}: expected a non-negative integer")),
         };
         match valid {
@@ -333,5 +412,35 @@ mod tests {
         assert_eq!(termination_grace_period_seconds(10_001), 16);
         let env = cluster_config_env(&map(&[("shutdown.timeout.ms", "20000")])).unwrap_or_default();
         assert_eq!(env, map(&[(env::SHUTDOWN_TIMEOUT_MS, "20000")]));
+    }
+
+    #[test]
+    fn auto_created_topics_get_a_resource_name_of_their_own() {
+        assert_eq!(auto_topic_resource_name("orders.v1"), "orders.v1");
+        assert_eq!(auto_topic_resource_name("events-2"), "events-2");
+        let a = auto_topic_resource_name("Orders_V1");
+        assert!(a.starts_with("auto-orders-v1-") && a.len() == "auto-orders-v1-".len() + 8, "{a}");
+        assert_ne!(a, auto_topic_resource_name("orders_v1"), "case-distinct Kafka names stay distinct");
+        assert_eq!(a, auto_topic_resource_name("Orders_V1"), "stable");
+        let b = auto_topic_resource_name("_internal");
+        assert!(b.starts_with("auto-internal-"), "{b}");
+        assert_eq!(requested_topics(" a, b,,c "), vec!["a", "b", "c"]);
+        assert!(requested_topics("").is_empty());
+    }
+
+    #[test]
+    fn auto_creation_is_opted_in_by_the_cluster_config() {
+        assert!(!auto_create_topics(&map(&[])));
+        assert!(auto_create_topics(&map(&[("auto.create.topics.enable", "true")])));
+        assert!(!auto_create_topics(&map(&[("auto.create.topics.enable", "false")])));
+        assert_eq!(auto_create_partitions(&map(&[])), 1);
+        assert_eq!(auto_create_partitions(&map(&[("num.partitions", "6")])), 6);
+        let env = cluster_config_env(&map(&[("auto.create.topics.enable", "true"), ("num.partitions", "6")]))
+            .unwrap_or_default();
+        assert_eq!(env, map(&[(env::AUTO_CREATE_TOPICS, "true"), (env::DEFAULT_PARTITIONS, "6")]));
+        let err = cluster_config_env(&map(&[("auto.create.topics.enable", "yes")])).unwrap_err();
+        assert!(err[0].contains("expected true or false"), "{err:?}");
+        let err = cluster_config_env(&map(&[("num.partitions", "0")])).unwrap_err();
+        assert!(err[0].contains("from 1 to 10000"), "{err:?}");
     }
 }

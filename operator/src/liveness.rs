@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
-use sluice_crd::contract::{self, RACK_LABEL};
+use sluice_crd::contract::{self, RACK_LABEL, REQUESTED_TOPICS_ANNOTATION};
 
 /// When `lease` runs out, by the contract's rule; `None` when it has no holder or lacks
 /// the renewal time or the duration.
@@ -49,22 +49,28 @@ pub struct Seen {
     holder: Option<String>,
     expires: Option<Timestamp>,
     rack: Option<String>,
+    /// The topics the broker was asked for (auto-creation, see `cluster::autocreate`).
+    requested_topics: Option<String>,
 }
 
-/// Whether a watch event for `lease` can change a broker's liveness or rack: a new
-/// holder, a release, a rack change, or a renewal after the Lease had run out. Routine
+/// Whether a watch event for `lease` can change a broker's liveness or rack, or asks for
+/// topics: a new holder, a release, a rack change, a change of the requested topics, or
+/// a renewal after the Lease had run out. Routine
 /// renewals are not news (an expiry is found by the requeue at the expiry time), so
 /// brokers renewing every few seconds do not make every Topic reconcile.
 pub fn is_news(previous: Option<&Seen>, lease: &Lease) -> (bool, Seen) {
     let spec = lease.spec.as_ref();
     let holder = spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
     let renewed = spec.and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref())).map(|t| t.0);
-    let seen = Seen { holder, expires: expiry(lease), rack: rack(lease) };
+    let requested_topics =
+        lease.metadata.annotations.as_ref().and_then(|a| a.get(REQUESTED_TOPICS_ANNOTATION)).cloned();
+    let seen = Seen { holder, expires: expiry(lease), rack: rack(lease), requested_topics };
     let news = match previous {
         None => true,
         Some(p) => {
             p.holder != seen.holder
                 || p.rack != seen.rack
+                || p.requested_topics != seen.requested_topics
                 || match (p.expires, renewed) {
                     // Renewed after the previous term had run out: the broker came back.
                     (Some(old_expiry), Some(renewed)) => renewed > old_expiry,

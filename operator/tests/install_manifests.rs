@@ -638,10 +638,13 @@ async fn every_operator_permission_is_needed() {
         let (c, t) = (format!("c{i}"), format!("t{i}"));
         let cluster: Cluster = serde_json::from_value(json!({
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Cluster",
-            "metadata": { "name": c, "namespace": NS }, "spec": { "brokers": 1 },
+            "metadata": { "name": c, "namespace": NS },
+            // Kafka auto-creation: the operator creates the Topic a broker Lease asks for.
+            "spec": { "brokers": 1, "config": { "auto.create.topics.enable": "true" } },
         }))
         .unwrap();
         clusters.create(&PostParams::default(), &cluster).await.unwrap();
+        let auto = format!("auto{i}");
         let topic: Topic = serde_json::from_value(json!({
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Topic",
             "metadata": { "name": t, "namespace": NS }, "spec": { "cluster": c },
@@ -656,12 +659,17 @@ async fn every_operator_permission_is_needed() {
         }))
         .unwrap();
         groups.create(&PostParams::default(), &group).await.unwrap();
-        let brokers = BrokerLeases::start(admin.clone(), &c, &[0], &[]);
+        let brokers = BrokerLeases::start_requesting(admin.clone(), &c, &[0], &[], Some(&auto));
         let deadline = std::time::Instant::now() + Duration::from_secs(12);
         let mut deleted = false;
         let mut gone = false;
         let mut group_seen = false;
-        while std::time::Instant::now() < deadline && op.first_denial().is_none() && !(gone && group_seen) {
+        let mut auto_seen = false;
+        while std::time::Instant::now() < deadline && op.first_denial().is_none() && !(gone && group_seen && auto_seen)
+        {
+            if !auto_seen {
+                auto_seen = topics.get_opt(&auto).await.unwrap().is_some();
+            }
             if !group_seen {
                 group_seen = groups.get_opt(&format!("g{i}")).await.unwrap().is_some_and(|g| g.status.is_some());
             }
@@ -687,8 +695,9 @@ async fn every_operator_permission_is_needed() {
             (None, None) => {
                 assert!(gone, "with every permission the Topic's whole life must complete");
                 assert!(group_seen, "with every permission the ConsumerGroup gets a status");
+                assert!(auto_seen, "with every permission the Topic a broker asked for is auto-created");
                 println!(
-                    "all permissions: Cluster, Topic and ConsumerGroup reconciled, Topic finalized, nothing refused"
+                    "all permissions: Cluster, Topic and ConsumerGroup reconciled, Topic finalized, requested Topic auto-created, nothing refused"
                 );
             }
             (None, Some(d)) => panic!("refused with every permission: {d}"),

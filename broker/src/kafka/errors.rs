@@ -37,6 +37,8 @@ pub fn kind(e: &BrokerError) -> E {
         BrokerError::ReplicationTimeout { .. } => E::RequestTimedOut,
         // Retriable: the client finds the partition elsewhere or here after a restart.
         BrokerError::ShuttingDown => E::LeaderNotAvailable,
+        // What a Kafka broker answers while it auto-creates a topic; clients retry.
+        BrokerError::TopicBeingCreated(_) => E::LeaderNotAvailable,
         // What a broker's create-topic policy answers; the message says why.
         BrokerError::Unsupported(_) => E::PolicyViolation,
         BrokerError::GroupNotFound(_) => E::GroupIdNotFound,

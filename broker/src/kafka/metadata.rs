@@ -12,7 +12,7 @@ use kafka_protocol::{
     },
     protocol::StrBytes,
 };
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{
     Context,
@@ -119,6 +119,11 @@ fn named_topic(ctx: &Context, name: &str, auto_create: bool, version: i16) -> Me
                 },
                 Err(e) => error_topic(name, &e),
             }
+        }
+        // Kubernetes: the operator creates the Topic resource; the client retries.
+        Err(BrokerError::UnknownTopic(_)) if auto_create && ctx.broker.metadata().request_topic(name) => {
+            debug!(topic = name, "topic creation requested (Kafka Metadata, auto.create.topics.enable)");
+            error_topic(name, &BrokerError::TopicBeingCreated(name.to_string()))
         }
         Err(e) => error_topic(name, &e),
     }

@@ -18,7 +18,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use sluice_crd::contract::{ADDRESS_ANNOTATION, CLUSTER_LABEL, RACK_LABEL};
+use sluice_crd::contract::{ADDRESS_ANNOTATION, CLUSTER_LABEL, RACK_LABEL, REQUESTED_TOPICS_ANNOTATION};
 
 use super::{KubeMetadata, metadata::lease_is_current};
 use crate::Broker;
@@ -30,7 +30,16 @@ fn desired_metadata(meta: &KubeMetadata, lease: &mut ObjectMeta) {
     if let Some(rack) = &s.rack {
         labels.insert(RACK_LABEL.into(), rack.clone());
     }
-    lease.annotations.get_or_insert_with(BTreeMap::new).insert(ADDRESS_ANNOTATION.into(), s.advertised_address.clone());
+    let annotations = lease.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(ADDRESS_ANNOTATION.into(), s.advertised_address.clone());
+    // Topics Kafka clients asked for (auto-creation): the operator creates them when the
+    // Cluster opts in.
+    let requested = meta.pending_topic_requests();
+    if requested.is_empty() {
+        annotations.remove(REQUESTED_TOPICS_ANNOTATION);
+    } else {
+        annotations.insert(REQUESTED_TOPICS_ANNOTATION.into(), requested.join(","));
+    }
 }
 
 /// One renewal (or creation). Fails when another holder has a current Lease.
@@ -107,8 +116,10 @@ pub async fn renew_loop(
         }
         broker.metrics().lease_held.set(i64::from(held));
         // Wake up at the next renewal, or when the Lease runs out, whichever is first.
+        // A topic request is written at once rather than at the next renewal.
         tokio::select! {
             _ = tokio::time::sleep(s.renew_every) => {}
+            _ = meta.topic_requested.notified() => {}
             _ = shutdown.wait_for(|s| *s) => {
                 broker.metrics().lease_held.set(0);
                 return;

@@ -4,10 +4,12 @@
 //! ([`super::lease`]). The gRPC layer only maps what this answers.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
+
+use tokio::sync::Notify;
 
 use k8s_openapi::{api::coordination::v1::Lease, jiff::Timestamp};
 use sluice_crd::{
@@ -37,6 +39,11 @@ pub struct KubeMetadata {
     lease_valid_until: Mutex<Option<Instant>>,
     /// The cluster's broker Leases by id, as last read.
     pub(super) leases: Mutex<BTreeMap<i32, Lease>>,
+    /// Topics Kafka clients asked for that do not exist (auto-creation): listed on the
+    /// Lease until a Topic resource for them appears.
+    requested: Mutex<BTreeSet<String>>,
+    /// Wakes the Lease loop when a topic is requested.
+    pub(super) topic_requested: Notify,
 }
 
 impl std::fmt::Debug for KubeMetadata {
@@ -68,7 +75,19 @@ impl KubeMetadata {
             state: RwLock::new(State::default()),
             lease_valid_until: Mutex::new(None),
             leases: Mutex::new(BTreeMap::new()),
+            requested: Mutex::new(BTreeSet::new()),
+            topic_requested: Notify::new(),
         }
+    }
+
+    /// The requested topics that still do not exist, for the Lease annotation
+    /// ([`contract::REQUESTED_TOPICS_ANNOTATION`]); those that exist now are forgotten.
+    pub(super) fn pending_topic_requests(&self) -> Vec<String> {
+        let Ok(mut requested) = self.requested.lock() else { return Vec::new() };
+        if let Ok(s) = self.state.read() {
+            requested.retain(|name| !s.topics.contains_key(name));
+        }
+        requested.iter().cloned().collect()
     }
 
     pub fn settings(&self) -> &KubeSettings {
@@ -150,6 +169,23 @@ impl MetadataStore for KubeMetadata {
 
     fn admin_refusal(&self) -> Option<String> {
         Some(ADMIN_REFUSAL.into())
+    }
+
+    fn request_topic(&self, name: &str) -> bool {
+        // Only names a Topic could carry (valid, not internal); no comma can be in one.
+        if sluice_core::topic::validate_user_topic_name(name).is_err() {
+            return false;
+        }
+        let Ok(mut requested) = self.requested.lock() else { return false };
+        if !requested.contains(name) {
+            if requested.len() >= contract::MAX_REQUESTED_TOPICS {
+                return false;
+            }
+            requested.insert(name.to_string());
+            tracing::info!(topic = name, "a Kafka client asked for an unknown topic: creation requested on the Lease");
+            self.topic_requested.notify_one();
+        }
+        true
     }
 
     fn hosted_partitions(&self, topic: &str) -> Option<Vec<u32>> {

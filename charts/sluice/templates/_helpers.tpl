@@ -57,6 +57,10 @@ operator/tests/install_manifests.rs, which runs the operator with only these rul
 - apiGroups: [sluice.dev]
   resources: [topics]
   verbs: [get, list, watch, patch]
+# Topics Kafka clients ask for, when a Cluster opts in to auto.create.topics.enable.
+- apiGroups: [sluice.dev]
+  resources: [topics]
+  verbs: [create]
 - apiGroups: [sluice.dev]
   resources: [consumergroups]
   verbs: [list, watch, patch]

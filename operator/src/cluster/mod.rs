@@ -1,6 +1,7 @@
 //! The Cluster reconciler: renders the brokers' objects, applies them server-side, and
 //! reports broker liveness (from broker Leases) in the status.
 
+pub mod autocreate;
 pub mod decide;
 pub mod resources;
 
@@ -66,10 +67,13 @@ async fn reconcile_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action> {
     let sts = sts_api.get_opt(&resources::statefulset_name(cluster)).await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let now = Timestamp::now();
-    let live_map = liveness::live_brokers(&name, &leases.list(&ListParams::default()).await?.items, now);
+    let lease_list = leases.list(&ListParams::default()).await?.items;
+    let live_map = liveness::live_brokers(&name, &lease_list, now);
     let live: BTreeSet<i32> = live_map.keys().copied().collect();
     let topics: Api<Topic> = Api::namespaced(client.clone(), &ns);
-    let hosted = hosted_replicas(&name, &topics.list(&ListParams::default()).await?.items);
+    let topic_list = topics.list(&ListParams::default()).await?.items;
+    let hosted = hosted_replicas(&name, &topic_list);
+    autocreate::create_requested(cluster, ctx, &ns, &lease_list, &topic_list, now).await?;
 
     let observed = decide::Observed {
         cluster,

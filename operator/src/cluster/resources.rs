@@ -131,6 +131,9 @@ pub fn config_map(c: &Cluster) -> ConfigMap {
     // and is never rendered; the empty map here is never applied.
     let mut data = contract::cluster_config_env(&c.spec.config).unwrap_or_default();
     data.insert(env::STANDALONE.into(), "false".into());
+    // Kafka's auto-creation is off on Kubernetes unless the Cluster opts in (the broker's
+    // own default is on, for standalone use).
+    data.entry(env::AUTO_CREATE_TOPICS.into()).or_insert_with(|| "false".into());
     data.insert(env::CLUSTER.into(), c.name_any());
     data.insert(env::DATA_DIR.into(), DATA_DIR.into());
     data.insert(env::LISTEN.into(), format!("0.0.0.0:{}", c.spec.grpc_port));

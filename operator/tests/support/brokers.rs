@@ -133,6 +133,17 @@ pub async fn broker_kubeconfig(cp: &ControlPlane, admin: &kube::Client) -> PathB
 }
 
 pub fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -> BrokerProcess {
+    start_broker_env(bin, cp, kubeconfig, id, &[])
+}
+
+/// [`start_broker`] with more environment (what else the ConfigMap would give the pod).
+pub fn start_broker_env(
+    bin: &Path,
+    cp: &ControlPlane,
+    kubeconfig: &Path,
+    id: i32,
+    env: &[(String, String)],
+) -> BrokerProcess {
     let ip = format!("127.0.0.{}", 11 + id);
     let addr = format!("{ip}:{}", free_port(&ip));
     let metrics = format!("{ip}:{}", free_port(&ip));
@@ -159,6 +170,7 @@ pub fn start_broker(bin: &Path, cp: &ControlPlane, kubeconfig: &Path, id: i32) -
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("SLUICE_BROKER_ID")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -15,7 +15,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use sluice_crd::contract::{CLUSTER_LABEL, RACK_LABEL, broker_lease_name};
+use sluice_crd::contract::{CLUSTER_LABEL, RACK_LABEL, REQUESTED_TOPICS_ANNOTATION, broker_lease_name};
 use sluice_operator::context::Settings;
 use sluice_operator::leader::LeaderSettings;
 use sluice_operator::metrics::Metrics;
@@ -132,6 +132,19 @@ pub const BROKER_LEASE_SECONDS: i32 = 3;
 
 impl BrokerLeases {
     pub fn start(client: kube::Client, cluster: &str, ids: &[i32], racks: &[(i32, &str)]) -> Self {
+        Self::start_requesting(client, cluster, ids, racks, None)
+    }
+
+    /// [`Self::start`], each Lease also asking for `requested` topics (the annotation a
+    /// broker writes when Kafka clients ask it for unknown topics).
+    pub fn start_requesting(
+        client: kube::Client,
+        cluster: &str,
+        ids: &[i32],
+        racks: &[(i32, &str)],
+        requested: Option<&str>,
+    ) -> Self {
+        let requested = requested.map(|r| BTreeMap::from([(REQUESTED_TOPICS_ANNOTATION.to_string(), r.to_string())]));
         let set: Arc<std::sync::Mutex<BTreeMap<i32, bool>>> =
             Arc::new(std::sync::Mutex::new(ids.iter().map(|&i| (i, true)).collect()));
         let racks: BTreeMap<i32, String> = racks.iter().map(|(i, r)| (*i, r.to_string())).collect();
@@ -148,7 +161,12 @@ impl BrokerLeases {
                         labels.insert(RACK_LABEL.into(), r.clone());
                     }
                     let lease = Lease {
-                        metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels), ..Default::default() },
+                        metadata: ObjectMeta {
+                            name: Some(name.clone()),
+                            labels: Some(labels),
+                            annotations: requested.clone(),
+                            ..Default::default()
+                        },
                         spec: Some(LeaseSpec {
                             holder_identity: Some(format!("broker-{id}")),
                             lease_duration_seconds: Some(BROKER_LEASE_SECONDS),
