@@ -11,6 +11,22 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `kubectl apply -f -` of `yaml`, again while kubectl's discovery does not know the new
+/// kinds yet (right after the CRDs are Established, under load, it can lag a moment).
+fn apply(cp: &ControlPlane, yaml: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = cp.kubectl(&["apply", "-f", "-"], Some(yaml));
+        let e = stderr(&out);
+        if !(e.contains("no matches for kind") || e.contains("ensure CRDs are installed"))
+            || std::time::Instant::now() > deadline
+        {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn crds_apply_and_the_server_rejects_invalid_topics() {
     let Some(cp) = ControlPlane::start() else { return };
@@ -21,29 +37,27 @@ fn crds_apply_and_the_server_rejects_invalid_topics() {
             "apiVersion: sluice.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {name}\nspec:\n  cluster: kf\n{extra}"
         )
     };
-    let zero = cp.kubectl(&["apply", "-f", "-"], Some(&topic("zero", "  partitions: 0\n")));
+    let zero = apply(&cp, &topic("zero", "  partitions: 0\n"));
     assert!(!zero.status.success(), "partitions 0 accepted");
     let msg = stderr(&zero);
     println!("partitions: 0 → {msg}");
     assert!(msg.contains("spec.partitions") && msg.contains("greater than or equal to 1"), "{msg}");
 
-    let bad = cp.kubectl(&["apply", "-f", "-"], Some(&topic("bad", "  name: \"orders/v1\"\n")));
+    let bad = apply(&cp, &topic("bad", "  name: \"orders/v1\"\n"));
     assert!(!bad.status.success(), "invalid topic name accepted");
     let msg = stderr(&bad);
     println!("name: orders/v1 → {msg}");
     assert!(msg.contains("spec.name") && msg.contains("should match"), "{msg}");
 
-    let no_cluster = cp.kubectl(
-        &["apply", "-f", "-"],
-        Some("apiVersion: sluice.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: nc\nspec:\n  partitions: 3\n"),
-    );
+    let no_cluster =
+        apply(&cp, "apiVersion: sluice.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: nc\nspec:\n  partitions: 3\n");
     assert!(!no_cluster.status.success());
     // Refused by kubectl's own schema check when it has the CRD's OpenAPI already, else by the server.
     let msg = stderr(&no_cluster);
     assert!(msg.contains("spec.cluster") || msg.contains("required field \"cluster\""), "{msg}");
 
     // A valid one is accepted, defaulted, and listed by the `sluice` category and short name.
-    let ok = cp.kubectl(&["apply", "-f", "-"], Some(&topic("orders", "  partitions: 6\n")));
+    let ok = apply(&cp, &topic("orders", "  partitions: 6\n"));
     assert!(ok.status.success(), "{}", stderr(&ok));
     let rf =
         cp.kubectl(&["get", "slt", "orders", "-o", "jsonpath={.spec.replicationFactor}/{.spec.cleanupPolicy}"], None);
