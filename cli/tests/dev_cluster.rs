@@ -328,3 +328,127 @@ fn hung_followers_leave_the_isr_min_isr_refuses_writes_and_they_rejoin_without_l
     println!("{}", checked.stdout.trim());
     checked.assert_clean(500);
 }
+
+/// Partition 0 of `topic` in the Metadata broker `via` answers: (leader, sorted ISR).
+fn metadata0(rt: &tokio::runtime::Runtime, via: &str, topic: &str) -> Option<(i32, Vec<i32>)> {
+    rt.block_on(async {
+        let client = sluice_client::Client::connect(via).await.ok()?;
+        let req = sluice_client::proto::MetadataRequest { topics: vec![topic.into()] };
+        let m = client.raw().metadata(req).await.ok()?.into_inner();
+        let p = m.topics.first()?.partitions.iter().find(|p| p.partition == 0)?.clone();
+        let mut isr = p.isr;
+        isr.sort_unstable();
+        Some((p.leader, isr))
+    })
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to broker `b`'s process.
+fn signal(c: &DevCluster, sig: &str, b: i32) {
+    let s = Command::new("kill").arg(sig).arg(c.pid(b).to_string()).status().unwrap();
+    assert!(s.success(), "kill {sig} broker {b}");
+}
+
+/// Losing the whole ISR of a partition (replication factor 2, min ISR 1, on three
+/// brokers): first the follower hangs (SIGSTOP) and leaves the ISR while writes go on,
+/// then the leader hangs too. The partition goes Offline (no leader in any broker's
+/// metadata) and `acks=all` fails with the reason; the follower coming back is *not*
+/// elected (it was out of the ISR and may lack acknowledged records; unclean election is
+/// off), nothing is invented; once the last ISR member returns it leads again, the
+/// follower catches up, and `sluice verify` finds every acknowledged record.
+#[test]
+fn losing_the_whole_isr_takes_the_partition_offline_until_an_isr_member_returns() {
+    let Some(bin) = broker_bin() else { return };
+    let c = DevCluster::start(&bin, &[]);
+    c.ok(0, &["topic", "create", "lost", "-r", "2", "--config", "min.insync.replicas=1"]);
+    let p = wait_for("lost to have a leader and both replicas in sync", &c, || {
+        let p = c.partition0(0, "lost")?;
+        (p["leader"].as_i64()? >= 0 && ids(&p["isr"]).len() == 2).then_some(p)
+    });
+    let leader = p["leader"].as_i64().unwrap() as i32;
+    let follower = ids(&p["replicas"]).into_iter().map(|b| b as i32).find(|b| *b != leader).unwrap();
+    let outsider = (0..3).find(|b| *b != leader && *b != follower).unwrap();
+    println!("lost-0: leader {leader}, follower {follower}; broker {outsider} hosts no replica and answers");
+    let via = c.brokers[&outsider].grpc.clone();
+    let state = c.dir.path().join("lost.state");
+    let mut verify = common::verify::Background::start(
+        &via,
+        "lost",
+        &state,
+        &["--rate", "100", "--duration", "900s", "--delivery-timeout-ms", "120000"],
+    );
+    verify.wait_for_acked(100, Duration::from_secs(60));
+    // What the broker without a replica says (its Metadata, from the controller).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let describe = |_: &DevCluster| metadata0(&rt, &via, "lost");
+
+    // The follower hangs: out of the ISR, writes go on with the leader alone (min ISR 1).
+    signal(&c, "-STOP", follower);
+    wait_for("the ISR of the leader alone", &c, || (describe(&c)?.1 == vec![leader]).then_some(()));
+    let acked = verify.acked_so_far();
+    verify.wait_for_acked(acked + 100, Duration::from_secs(60));
+
+    // The leader hangs too: the whole ISR is gone.
+    let t0 = Instant::now();
+    signal(&c, "-STOP", leader);
+    let offline = wait_for("lost-0 to be offline", &c, || describe(&c).filter(|(l, _)| *l < 0));
+    println!(
+        "whole ISR lost: offline after {} ms: leader {}, ISR {:?}",
+        t0.elapsed().as_millis(),
+        offline.0,
+        offline.1
+    );
+    let out = {
+        use std::io::Write;
+        let mut child = Command::new(SLUICE)
+            .args([
+                "--broker",
+                &via,
+                "produce",
+                "lost",
+                "--partition",
+                "0",
+                "--acks",
+                "all",
+                "--delivery-timeout-ms",
+                "3000",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"nowhere\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("acks=all while offline: {}", stderr.trim());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("offline") || stderr.contains("leader"), "{stderr}");
+
+    // The follower returns: it was out of the ISR, so it is not elected.
+    signal(&c, "-CONT", follower);
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_millis(2 * SESSION_MS) {
+        let p = describe(&c);
+        assert!(p.as_ref().is_none_or(|(l, _)| *l < 0), "an out-of-sync replica was elected: {p:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("follower {follower} back for {} ms: still offline (not eligible)", waited.elapsed().as_millis());
+
+    // The last ISR member returns: it leads again, the follower catches up.
+    let t1 = Instant::now();
+    signal(&c, "-CONT", leader);
+    wait_for("lost-0 to lead again with both replicas in sync", &c, || {
+        let (l, isr) = describe(&c)?;
+        (l == leader && isr.len() == 2).then_some(())
+    });
+    println!("last ISR member back: leading with a full ISR after {} ms", t1.elapsed().as_millis());
+    let acked = verify.acked_so_far();
+    verify.wait_for_acked(acked + 100, Duration::from_secs(120));
+    verify.terminate();
+    let produced = verify.wait(Duration::from_secs(180));
+    assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
+    let checked = common::verify::check(&via, "lost", &state);
+    println!("{}", checked.stdout.trim());
+    checked.assert_clean(300);
+}

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Kafka's classic group protocol and admin APIs with clients nobody here wrote:
 //! confluent-kafka (three members splitting six partitions, commits, a rebalance when one
-//! leaves; AdminClient topics and configs; a transactional producer refused), kcat's
+//! leaves; AdminClient topics and configs; a transactional producer refused), kafka-python
+//! (the same group, its idempotent producer and KafkaAdminClient), kcat's
 //! balanced consumer (-G) and aiokafka's group consumer. Offsets committed over Kafka
 //! are the group's offsets for `sluice group describe` too.
 
@@ -39,6 +40,21 @@ fn three_librdkafka_members_split_six_partitions_and_rebalance_when_one_leaves()
     let d = describe(&broker, "g3");
     assert_eq!(committed(&d), (0..6).map(|p| (p, 110)).collect::<Vec<_>>(), "{d}");
     assert_eq!(d["total_lag"], 0, "{d}");
+}
+
+#[test]
+fn kafka_python_admin_idempotent_producer_and_a_group_of_three_that_rebalances() {
+    let Some(python) = python() else { return };
+    let broker = DevBroker::start();
+    let r = py(&python, &["kafka-python-group", &broker.kafka_addr, "kp-grouped", "kp3"]);
+    assert_eq!((&r["created"], &r["deleted"]), (&Value::Bool(true), &Value::Bool(true)), "{r}");
+    assert_eq!(r["before"], serde_json::json!([2, 2, 2]), "{r}");
+    assert_eq!(r["after"], serde_json::json!([3, 3]), "{r}");
+    assert_eq!(r["read"], 660, "{r}");
+    let d = describe(&broker, "kp3");
+    assert_eq!(committed(&d), (0..6).map(|p| (p, 110)).collect::<Vec<_>>(), "{d}");
+    let topics = broker.ok(&["topic", "list"]);
+    assert!(topics.contains("kp-grouped") && !topics.contains("kp-grouped-scratch"), "{topics}");
 }
 
 #[test]

@@ -15,6 +15,11 @@ check fails.
   kafka_clients.py kafka-python BOOTSTRAP TOPIC
       kafka-python producer (acks=all) with every codec, consumer from the beginning,
       seek by timestamp (offsets_for_times).
+  kafka_clients.py kafka-python-group BOOTSTRAP TOPIC GROUP
+      kafka-python end to end: KafkaAdminClient creates TOPIC (6 partitions) and creates
+      and deletes a scratch topic; an idempotent producer (acks=all) writes 600 records;
+      three KafkaConsumers of GROUP split the partitions with commits, one leaves and the
+      other two take its partitions and read what came after.
   kafka_clients.py errors BOOTSTRAP
       Error answers: a produce to an unknown partition.
   kafka_clients.py group BOOTSTRAP TOPIC GROUP
@@ -190,6 +195,93 @@ def kafka_python(bootstrap, topic):
     print(json.dumps({"count": len(got), "first": values[0], "last": values[-1],
                       "by_time": [found.offset, found.timestamp], "after_last": None if later is None else later.offset,
                       "begin": begin, "end": end}))
+
+
+def kafka_python_group(bootstrap, topic, group_id):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 6, 1), NewTopic(topic + "-scratch", 1, 1)])
+    made = set(admin.list_topics())
+    admin.delete_topics([topic + "-scratch"])
+    deadline = time.time() + 10
+    while topic + "-scratch" in set(admin.list_topics()) and time.time() < deadline:
+        time.sleep(0.1)
+    out = {"created": topic in made and topic + "-scratch" in made,
+           "deleted": topic + "-scratch" not in set(admin.list_topics())}
+    admin.close()
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+
+    def produce(prefix, n):
+        futures = [p.send(topic, value=f"{prefix}{i}".encode(), partition=i % 6) for i in range(n)]
+        return [f.get(timeout=30) for f in futures]
+
+    offsets = {}
+    for md in produce("v", 600):
+        offsets.setdefault(md.partition, []).append(md.offset)
+    if any(o != list(range(100)) for o in offsets.values()) or len(offsets) != 6:
+        fail(f"idempotent producer: offsets not dense per partition: { {k: (v[0], v[-1], len(v)) for k, v in offsets.items()} }")
+
+    # One thread per member, as applications run them (kafka-python's poll joins the
+    # group synchronously, so members polled in turn from one thread starve each other).
+    import threading
+
+    seen, lock = set(), threading.Lock()
+
+    class Member(threading.Thread):
+        def __init__(self, i):
+            super().__init__(daemon=True)
+            self.c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group_id, client_id=f"kp-member-{i}",
+                                   auto_offset_reset="earliest", enable_auto_commit=False,
+                                   session_timeout_ms=6000, heartbeat_interval_ms=500)
+            self.stop, self.assigned, self.error = threading.Event(), set(), None
+            self.start()
+
+        def run(self):
+            try:
+                while not self.stop.is_set():
+                    batch = self.c.poll(timeout_ms=100)
+                    with lock:
+                        for records in batch.values():
+                            seen.update((m.partition, m.offset) for m in records)
+                    if batch:
+                        self.c.commit()
+                    self.assigned = {tp.partition for tp in self.c.assignment()}
+                self.c.close()
+            except Exception as e:  # reported by the main thread
+                self.error = repr(e)
+
+        def leave(self):
+            self.stop.set()
+            self.join(30)
+
+    def wait_split(live, total, seconds):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            errors = [m.error for m in live if m.error]
+            if errors:
+                fail(f"kafka-python consumer failed: {errors}")
+            sets = [m.assigned for m in live]
+            split = set().union(*sets) == set(range(6)) and sum(len(x) for x in sets) == 6 and all(sets)
+            with lock:
+                read = len(seen)
+            if split and read >= total:
+                return sorted(len(x) for x in sets)
+            time.sleep(0.1)
+        fail(f"members did not split and read {total}: {[sorted(m.assigned) for m in live]}, read {len(seen)}")
+
+    members = [Member(i) for i in range(3)]
+    out["before"] = wait_split(members, 600, 90)
+    members.pop().leave()
+    produce("after", 60)
+    out["after"] = wait_split(members, 660, 90)
+    for m in members:
+        m.leave()
+    p.close()
+    out["read"] = len(seen)
+    print(json.dumps(out))
 
 
 def errors(bootstrap):
@@ -400,6 +492,8 @@ def main():
         consume(args[0], args[1], int(args[2]), *(args[3:4]))
     elif cmd == "kafka-python":
         kafka_python(args[0], args[1])
+    elif cmd == "kafka-python-group":
+        kafka_python_group(args[0], args[1], args[2])
     elif cmd == "errors":
         errors(args[0])
     elif cmd == "group":
