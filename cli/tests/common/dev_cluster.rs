@@ -44,6 +44,20 @@ pub struct BrokerLine {
     pub pid: u32,
 }
 
+/// Where `sluice dev` listens: broker i's gRPC on `grpc`'s port + 2i (any free port per
+/// broker with port 0), the controller on `controller`.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub grpc: String,
+    pub controller: String,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self { grpc: "127.0.0.1:0".into(), controller: "127.0.0.1:0".into() }
+    }
+}
+
 /// A `sluice dev --brokers 3` process; killed (with its brokers) when dropped.
 pub struct DevCluster {
     pub child: Child,
@@ -84,11 +98,18 @@ impl DevCluster {
 
     /// `sluice dev --brokers n` with `extra` arguments; returns once it printed its ready line.
     pub fn start_n(n: usize, bin: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_with(n, bin, extra, &Listen::default(), &[])
+    }
+
+    /// [`Self::start_n`] on the given addresses, with `env` for `sluice dev` (and so for
+    /// the broker processes it starts).
+    pub fn start_with(n: usize, bin: &std::path::Path, extra: &[&str], at: &Listen, env: &[(String, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("cluster.log")).unwrap();
         let mut child = Command::new(SLUICE)
-            .args(["dev", "--brokers", &n.to_string(), "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "off", "--controller-listen", "127.0.0.1:0"])
+            .args(["dev", "--brokers", &n.to_string(), "--listen", &at.grpc, "--kafka-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "off", "--controller-listen", &at.controller])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--session-timeout-ms", &SESSION_MS.to_string()])
             .arg("--broker-bin")
             .arg(bin)

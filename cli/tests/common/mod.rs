@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dev_cluster;
+pub mod link_proxy;
 pub mod verify;
 
 use std::{
