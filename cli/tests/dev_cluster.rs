@@ -223,12 +223,12 @@ impl Probe {
 }
 
 /// Reads partition 0 of `drill` to its high watermark and counts the probe's records:
-/// (acknowledged but missing, read twice, out of order).
+/// (acknowledged but missing, read twice, out of order). The end is the leader's
+/// (ListOffsets goes to the leader; a follower's DescribeTopic lags by a fetch round).
 async fn check_probe(bootstrap: &str, acked: &[u64]) -> (usize, usize, usize) {
-    use sluice_client::{Client, Consumer, ConsumerConfig, StartOffset};
+    use sluice_client::{Client, Consumer, ConsumerConfig, StartOffset, proto::OffsetSpec};
     let client = Client::connect(bootstrap).await.unwrap();
-    let end =
-        sluice_client::Admin::new(client.clone()).describe_topic("drill").await.unwrap().partitions[0].high_watermark;
+    let end = sluice_client::Admin::new(client.clone()).list_offset("drill", 0, OffsetSpec::Latest, 0).await.unwrap().0;
     let mut consumer = Consumer::new(client, ConsumerConfig::default());
     consumer.assign("drill", 0, StartOffset::Earliest).await.unwrap();
     let mut read = Vec::new();

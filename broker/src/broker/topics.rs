@@ -93,6 +93,14 @@ impl Broker {
         // Validate config before anything is written.
         self.config.topic_defaults.with_overrides(&config)?;
         let spec = TopicSpec { name: name.to_string(), partitions, replication_factor, config, internal: false };
+        if replicates {
+            if self.topics.read().map_err(|_| poisoned())?.contains_key(name) {
+                return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+            }
+            self.metadata.create_topic(&spec)?;
+            info!(topic = name, partitions, "topic created");
+            return self.applied(name);
+        }
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         if topics.contains_key(name) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
@@ -130,6 +138,14 @@ impl Broker {
         }
         if sluice_core::topic::is_internal(name) {
             return Err(BrokerError::InvalidRequest(format!("'{name}' is an internal topic and cannot be deleted")));
+        }
+        if self.metadata.replicates() {
+            if !self.topics.read().map_err(|_| poisoned())?.contains_key(name) {
+                return Err(BrokerError::UnknownTopic(name.to_string()));
+            }
+            self.metadata.delete_topic(name)?;
+            info!(topic = name, "topic deleted");
+            return self.sync_with_metadata();
         }
         let topic = {
             let mut topics = self.topics.write().map_err(|_| poisoned())?;
@@ -237,6 +253,12 @@ impl Broker {
         }
         let mut spec = old.spec.clone();
         spec.partitions = count;
+        if self.metadata.replicates() {
+            drop(topics);
+            self.metadata.update_topic(&spec)?;
+            info!(topic = name, partitions = count, "topic partitions added");
+            return self.applied(name);
+        }
         self.metadata.update_topic(&spec)?;
         let mut partitions = old.partitions.clone();
         for p in old.spec.partitions..count {
@@ -265,12 +287,31 @@ impl Broker {
             }
         }
         let config = self.config.topic_defaults.with_overrides(&spec.config)?;
+        if self.metadata.replicates() {
+            drop(topics);
+            self.metadata.update_topic(&spec)?;
+            info!(topic = name, "topic config changed");
+            return self.applied(name);
+        }
         self.metadata.update_topic(&spec)?;
         let topic = Arc::new(Topic { spec, config, partitions: old.partitions.clone() });
         topics.insert(name.to_string(), topic.clone());
         drop(topics);
         info!(topic = name, "topic config changed");
         Ok(self.describe(&topic))
+    }
+
+    /// After a change a replicating store (a cluster's controller) accepted: applied the
+    /// way every metadata change is ([`Self::sync_with_metadata`]), then described. The
+    /// controller call before it runs with no topics lock held: the replica fetchers and
+    /// the metadata watch take that lock from the async workers, and holding it across
+    /// a network call could park every worker, including the one that must read the
+    /// controller's answer.
+    fn applied(&self, name: &str) -> Result<TopicInfo> {
+        self.sync_with_metadata()?;
+        let topics = self.topics.read().map_err(|_| poisoned())?;
+        let topic = topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        Ok(self.describe(topic))
     }
 
     fn describe(&self, topic: &Topic) -> TopicInfo {
