@@ -319,14 +319,7 @@ fn hung_followers_leave_the_isr_min_isr_refuses_writes_and_they_rejoin_without_l
     signal("-CONT", followers[1]);
     full_isr(&c, "hang");
     println!("followers resumed: full ISR again after {} ms", t1.elapsed().as_millis());
-    let acked = verify.acked_so_far();
-    verify.wait_for_acked(acked + 200, Duration::from_secs(120));
-    verify.terminate();
-    let produced = verify.wait(Duration::from_secs(180));
-    assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
-    let checked = common::verify::check(&grpc, "hang", &state);
-    println!("{}", checked.stdout.trim());
-    checked.assert_clean(500);
+    verify.finish_and_check(&grpc, "hang", 200, Duration::from_secs(120), 500);
 }
 
 /// Partition 0 of `topic` in the Metadata broker `via` answers: (leader, sorted ISR).
@@ -443,12 +436,5 @@ fn losing_the_whole_isr_takes_the_partition_offline_until_an_isr_member_returns(
         (l == leader && isr.len() == 2).then_some(())
     });
     println!("last ISR member back: leading with a full ISR after {} ms", t1.elapsed().as_millis());
-    let acked = verify.acked_so_far();
-    verify.wait_for_acked(acked + 100, Duration::from_secs(120));
-    verify.terminate();
-    let produced = verify.wait(Duration::from_secs(180));
-    assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
-    let checked = common::verify::check(&via, "lost", &state);
-    println!("{}", checked.stdout.trim());
-    checked.assert_clean(300);
+    verify.finish_and_check(&via, "lost", 100, Duration::from_secs(120), 300);
 }

@@ -173,14 +173,7 @@ fn an_isolated_leader_stops_acknowledging_a_new_leader_takes_over_and_it_rejoins
         (ids(&p["isr"]).len() == 3).then_some(p)
     });
     println!("healed: back in the ISR after {} ms: {healed}", t1.elapsed().as_millis());
-    let acked = verify.acked_so_far();
-    verify.wait_for_acked(acked + 100, Duration::from_secs(60));
-    verify.terminate();
-    let produced = verify.wait(Duration::from_secs(180));
-    assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
-    let checked = common::verify::check(&bootstrap, "cut", &state);
-    println!("{}", checked.stdout.trim());
-    checked.assert_clean(300);
+    verify.finish_and_check(&bootstrap, "cut", 100, Duration::from_secs(60), 300);
 
     // Every replica holds the same log: the stray acks=1 record is nowhere.
     let ends = wait_for("every replica at the same log end", &c, || {

@@ -168,6 +168,22 @@ impl Background {
         }
     }
 
+    /// The end of a drill: waits for `more` acknowledgements beyond those so far (within
+    /// `limit`: the load is flowing again), stops the run (SIGTERM, 180 s to drain), checks
+    /// it exited 0, then runs the checker against `addr` and asserts clean counts with at
+    /// least `min_acked` acknowledged; prints and returns them.
+    pub fn finish_and_check(mut self, addr: &str, topic: &str, more: u64, limit: Duration, min_acked: u64) -> Counts {
+        let acked = self.acked_so_far();
+        self.wait_for_acked(acked + more, limit);
+        self.terminate();
+        let state = self.state.clone();
+        let produced = self.wait(Duration::from_secs(180));
+        assert_eq!(produced.code, Some(0), "sluice verify --produce-only: {}", produced.stderr);
+        let checked = check(addr, topic, &state);
+        println!("{}", checked.stdout.trim());
+        checked.assert_clean(min_acked)
+    }
+
     /// Waits for the run to end (within `limit`, else kills it and panics) and returns it.
     pub fn wait(mut self, limit: Duration) -> Outcome {
         let mut child = self.child.take().unwrap();
