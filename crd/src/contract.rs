@@ -118,7 +118,7 @@ pub fn auto_topic_resource_name(kafka_name: &str) -> String {
         })
         .collect();
     let body = body.trim_matches(|c| c == '-' || c == '.');
-    format!("auto-{body}-{hash:08x}").replace("--", "-")
+    format!("auto-{body}-{hash:08x}")
 }
 
 /// Whether a Cluster's `spec.config` opts in to auto-creating topics that Kafka clients

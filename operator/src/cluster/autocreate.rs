@@ -128,23 +128,14 @@ pub async fn create_requested(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    use crate::liveness::tests::lease as plain_lease;
+    use k8s_openapi::jiff::SignedDuration;
 
-    fn lease(name: &str, requested: Option<&str>, now: Timestamp) -> Lease {
-        Lease {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                annotations: requested.map(|r| [(REQUESTED_TOPICS_ANNOTATION.to_string(), r.to_string())].into()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some("pod".into()),
-                renew_time: Some(MicroTime(now)),
-                lease_duration_seconds: Some(10),
-                ..Default::default()
-            }),
-        }
+    /// A broker Lease renewed at `renewed` for 10 s, asking for `requested` topics.
+    fn lease(name: &str, requested: Option<&str>, renewed: Timestamp) -> Lease {
+        let mut l = plain_lease(name, Some("pod"), renewed, 10, None);
+        l.metadata.annotations = requested.map(|r| [(REQUESTED_TOPICS_ANNOTATION.to_string(), r.to_string())].into());
+        l
     }
 
     fn topic(resource: &str, cluster: &str, spec_name: Option<&str>) -> Topic {
@@ -162,10 +153,7 @@ mod tests {
     #[test]
     fn only_missing_topics_requested_by_live_brokers_are_created() {
         let now = Timestamp::now();
-        let mut dead = lease("demo-broker-2", Some("from-dead"), now);
-        if let Some(s) = dead.spec.as_mut() {
-            s.renew_time = Some(MicroTime(now - k8s_openapi::jiff::SignedDuration::from_secs(60)));
-        }
+        let dead = lease("demo-broker-2", Some("from-dead"), now - SignedDuration::from_secs(60));
         let leases = vec![
             lease("demo-broker-0", Some("orders,Events_V1"), now),
             lease("demo-broker-1", Some("orders,exists,__consumer_offsets"), now),
