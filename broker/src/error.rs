@@ -60,6 +60,17 @@ pub enum BrokerError {
     TopicBeingCreated(String),
     #[error("{0}")]
     Unsupported(String),
+    /// Another broker coordinates the group (the leader of its offsets partition), named
+    /// when known.
+    #[error("broker {me} does not coordinate group '{group}': {reason}")]
+    NotCoordinator { group: String, me: i32, reason: String, coordinator: Option<(i32, String)> },
+    /// The coordinator is reading the group's offsets partition (its leadership just
+    /// moved here); retriable.
+    #[error("group '{group}': offsets partition {partition} is still loading on this coordinator; retry shortly")]
+    CoordinatorLoading { group: String, partition: u32 },
+    /// The group's offsets partition has no leader (or does not exist yet); retriable.
+    #[error("no coordinator is available for group '{group}': {reason}")]
+    CoordinatorNotAvailable { group: String, reason: String },
     #[error("group '{0}' does not exist")]
     GroupNotFound(String),
     #[error("member '{member}' is not in group '{group}' (its session may have expired); join again")]

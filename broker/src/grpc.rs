@@ -70,6 +70,22 @@ pub fn status(e: BrokerError) -> Status {
             }
             (Code::Unavailable, E::NotLeader)
         }
+        BrokerError::NotCoordinator { coordinator, .. } => {
+            detail.retriable = true;
+            if let Some((id, address)) = coordinator {
+                detail.leader_id = *id;
+                detail.leader_address = address.clone();
+            }
+            (Code::Unavailable, E::NotCoordinator)
+        }
+        BrokerError::CoordinatorLoading { .. } => {
+            detail.retriable = true;
+            (Code::Unavailable, E::CoordinatorLoadInProgress)
+        }
+        BrokerError::CoordinatorNotAvailable { .. } => {
+            detail.retriable = true;
+            (Code::Unavailable, E::CoordinatorNotAvailable)
+        }
         BrokerError::NotEnoughReplicas { .. } => (Code::FailedPrecondition, E::NotEnoughReplicas),
         BrokerError::NotEnoughInSyncReplicas { .. } => {
             detail.retriable = true;

@@ -52,8 +52,9 @@ fn strategy(s: i32) -> Result<Option<Strategy>, Status> {
     }
 }
 
-fn describe(d: GroupDescription) -> pb::DescribeGroupResponse {
+fn describe(d: GroupDescription, coordinator_id: i32) -> pb::DescribeGroupResponse {
     pb::DescribeGroupResponse {
+        coordinator_id,
         group: d.group,
         state: d.state.as_str().to_string(),
         group_epoch: d.epoch,
@@ -93,9 +94,13 @@ impl Groups for GroupsService {
         &self,
         req: Request<pb::FindCoordinatorRequest>,
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
-        let (broker_id, address, offsets_partition) =
+        let c =
             self.coordinator.find_coordinator(&req.into_inner().group).map_err(|e| self.fail("find_coordinator", e))?;
-        Ok(Response::new(pb::FindCoordinatorResponse { broker_id, address, offsets_partition }))
+        Ok(Response::new(pb::FindCoordinatorResponse {
+            broker_id: c.broker_id,
+            address: c.address,
+            offsets_partition: c.partition,
+        }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
@@ -188,7 +193,8 @@ impl Groups for GroupsService {
         req: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
         let d = self.coordinator.describe(&req.into_inner().group).map_err(|e| self.fail("describe_group", e))?;
-        Ok(Response::new(describe(d)))
+        let coordinator_id = self.broker.metadata().broker_id();
+        Ok(Response::new(describe(d, coordinator_id)))
     }
 
     async fn delete_group(

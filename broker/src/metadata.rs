@@ -92,6 +92,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         ))))
     }
 
+    /// Whether the internal topics (`__consumer_offsets`) are topics of the cluster,
+    /// placed and replicated by the controller like any other, so that one broker
+    /// coordinates each group for the whole cluster (cluster mode). False where every
+    /// broker keeps its own (standalone; Kubernetes mode until its brokers replicate).
+    fn shares_internal_topics(&self) -> bool {
+        false
+    }
+
     /// The broker answering (its id is `responding_broker` in Metadata).
     fn broker_id(&self) -> i32;
 }

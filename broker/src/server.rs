@@ -132,6 +132,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<BrokerHandle> {
     }
     tasks.push(tokio::spawn(retention_loop(broker.clone(), retention_every, shutdown_rx.clone())));
     tasks.push(tokio::spawn(session_loop(groups.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(ownership_loop(groups.clone(), shutdown_rx.clone())));
     if broker.metadata().replicates() {
         let lag = broker.config().replica_lag_time_max;
         tasks.push(tokio::spawn(crate::replication::fetcher::run(broker.clone(), lag, shutdown_rx.clone())));
@@ -289,6 +290,22 @@ async fn session_loop(groups: Arc<Coordinator>, mut shutdown: watch::Receiver<bo
     loop {
         tokio::select! {
             _ = tick.tick() => groups.expire_members(),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Loads and forgets offsets partitions as their leaders move (cluster mode; returns at
+/// once elsewhere).
+async fn ownership_loop(groups: Arc<Coordinator>, mut shutdown: watch::Receiver<bool>) {
+    if !groups.shares_offsets_topic() {
+        return;
+    }
+    loop {
+        groups.sync_ownership().await;
+        tokio::select! {
+            _ = tokio::time::sleep(crate::groups::OWNERSHIP_INTERVAL) => {}
+            _ = groups.ownership_notified() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

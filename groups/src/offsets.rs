@@ -52,6 +52,14 @@ impl CommittedOffsets {
         self.groups.is_empty()
     }
 
+    /// Forgets every group held by offsets partition `partition` (of `partitions`): the
+    /// coordinator gave that partition up. Returns how many groups it forgot.
+    pub fn unload(&mut self, partition: u32, partitions: u32) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|g, _| offsets_partition(g, partitions) != partition);
+        before - self.groups.len()
+    }
+
     /// Every live offset held by offsets partition `partition` (of `partitions`): what a
     /// compaction of that partition rewrites.
     pub fn live_in(&self, partition: u32, partitions: u32) -> Vec<(OffsetKey, Committed)> {
@@ -109,5 +117,20 @@ mod tests {
         }
         assert_eq!(total, 2 * groups.len(), "every offset is in exactly one partition");
         assert_eq!(o.len(), groups.len());
+    }
+
+    #[test]
+    fn unloading_a_partition_forgets_exactly_its_groups() {
+        let mut o = CommittedOffsets::default();
+        let groups = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        for g in groups {
+            o.apply(&key(g, 0), at(1));
+        }
+        let p = offsets_partition("a", 4);
+        let held = groups.iter().filter(|g| offsets_partition(g, 4) == p).count();
+        assert_eq!(o.unload(p, 4), held);
+        assert_eq!(o.len(), groups.len() - held);
+        assert!(o.iter().all(|(g, _)| offsets_partition(g, 4) != p), "only other partitions' groups stay");
+        assert_eq!(o.unload(p, 4), 0, "nothing left to forget");
     }
 }

@@ -272,6 +272,15 @@ impl Broker {
         })
     }
 
+    /// Log start, high watermark and log end of this broker's own replica of a
+    /// partition, whatever its role (a follower's high watermark trails the leader's by
+    /// a fetch round trip); `None` when no replica of it is hosted here.
+    pub fn local_offsets(&self, topic: &str, partition: u32) -> Option<(u64, u64, u64)> {
+        let (_, log) = self.partition(topic, partition).ok()?;
+        let o = log.offsets();
+        Some((o.log_start, o.high_watermark, o.log_end))
+    }
+
     /// Deletes every batch of a partition that ends at or before `offset` (compaction
     /// of internal topics). Returns the number of batches deleted.
     pub fn delete_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64> {

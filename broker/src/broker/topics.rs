@@ -116,8 +116,26 @@ impl Broker {
     }
 
     /// Creates an internal topic (name starting with `__`) if it does not exist yet;
-    /// returns its partition count (an existing topic keeps its count).
+    /// returns its partition count (an existing topic keeps its count). Where internal
+    /// topics belong to the cluster, the controller creates and places it (its default
+    /// replication factor: 3, or every broker when fewer) and this broker opens the
+    /// replicas it hosts.
     pub fn ensure_internal_topic(&self, name: &str, partitions: u32, config: BTreeMap<String, String>) -> Result<u32> {
+        if self.metadata.shares_internal_topics() {
+            if let Some(n) = self.partition_count(name) {
+                return Ok(n);
+            }
+            self.config.topic_defaults.with_overrides(&config)?;
+            let spec = TopicSpec { name: name.to_string(), partitions, replication_factor: 0, config, internal: true };
+            match self.metadata.create_topic(&spec) {
+                Ok(()) => info!(topic = name, partitions, "internal topic created by the controller"),
+                // Another broker asked first.
+                Err(BrokerError::TopicAlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.sync_with_metadata()?;
+            return self.partition_count(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()));
+        }
         let mut topics = self.topics.write().map_err(|_| poisoned())?;
         if let Some(t) = topics.get(name) {
             return Ok(t.spec.partitions);

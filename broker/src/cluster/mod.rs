@@ -8,9 +8,10 @@
 //!   (with self-fencing: no leading without a recent accepted heartbeat).
 //! - [`tasks`]: the heartbeat loop and the metadata watch.
 //!
-//! Internal topics (`__consumer_offsets`) stay per broker: each broker keeps and leads
-//! its own, so consumer groups work as on a standalone broker, coordinated by the
-//! broker a client asks.
+//! `__consumer_offsets` is a topic of the cluster like any other: created through the
+//! controller on the first group request (replication factor 3, or every broker when
+//! fewer), so each group has one coordinator for the whole cluster, the leader of its
+//! offsets partition (see `crate::groups`).
 
 pub mod store;
 pub mod tasks;

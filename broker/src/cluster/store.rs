@@ -28,8 +28,6 @@ pub(super) struct State {
     topics: BTreeMap<String, (TopicSpec, Vec<PartitionPlacement>)>,
     /// Unfenced brokers.
     brokers: Vec<BrokerAddress>,
-    /// Internal topics (`__consumer_offsets`): every broker keeps and leads its own.
-    internal: BTreeMap<String, TopicSpec>,
 }
 
 /// Heartbeat bookkeeping: the broker may lead while its last accepted heartbeat was
@@ -78,7 +76,7 @@ fn topic(t: &pb::TopicMetadata) -> (TopicSpec, Vec<PartitionPlacement>) {
         partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX),
         replication_factor: t.replication_factor,
         config: t.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        internal: false,
+        internal: sluice_core::topic::is_internal(&t.name),
     };
     (spec, t.partitions.iter().map(placement).collect())
 }
@@ -236,17 +234,10 @@ impl ClusterMetadata {
 impl MetadataStore for ClusterMetadata {
     fn topics(&self) -> Result<Vec<TopicSpec>> {
         let s = self.state.read().map_err(|_| poisoned())?;
-        let mut out: Vec<TopicSpec> =
-            s.topics.values().map(|(t, _)| t.clone()).chain(s.internal.values().cloned()).collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(s.topics.values().map(|(t, _)| t.clone()).collect())
     }
 
     fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
-        if spec.internal {
-            self.state.write().map_err(|_| poisoned())?.internal.insert(spec.name.clone(), spec.clone());
-            return Ok(());
-        }
         let mut client = self.client();
         let req = pb::CreateTopicRequest {
             name: spec.name.clone(),
@@ -276,10 +267,6 @@ impl MetadataStore for ClusterMetadata {
     }
 
     fn update_topic(&self, spec: &TopicSpec) -> Result<()> {
-        if spec.internal {
-            self.state.write().map_err(|_| poisoned())?.internal.insert(spec.name.clone(), spec.clone());
-            return Ok(());
-        }
         self.update(spec)
     }
 
@@ -342,6 +329,10 @@ impl MetadataStore for ClusterMetadata {
     }
 
     fn replicates(&self) -> bool {
+        true
+    }
+
+    fn shares_internal_topics(&self) -> bool {
         true
     }
 
@@ -476,12 +467,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(25));
         let err = s.check_leader("orders", 0).unwrap_err().to_string();
         assert!(err.contains("no heartbeat accepted by the controller for"), "{err}");
-        // Another broker's partition names its leader; internal topics are led here.
+        // Another broker's partition names its leader; a topic the controller does not
+        // know (yet) is answered for by this broker.
         match s.check_leader("orders", 1) {
             Err(BrokerError::NotLeader { leader: Some((0, addr)), .. }) => assert_eq!(addr, "127.0.0.1:9092"),
             other => panic!("{other:?}"),
         }
-        s.check_leader("__consumer_offsets", 0).expect("internal topics are this broker's own");
+        s.check_leader("__consumer_offsets", 0).expect("not placed yet");
+        assert!(s.shares_internal_topics(), "groups are coordinated cluster-wide");
         let ids: Vec<(i32, Option<String>)> = s.brokers().into_iter().map(|b| (b.id, b.kafka_address)).collect();
         assert_eq!(
             ids,

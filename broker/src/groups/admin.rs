@@ -9,7 +9,7 @@ use std::{
 
 use sluice_groups::{
     ClassicGroup, ClassicState, Committed, Group, GroupState, OffsetKey, PartitionOffsets, ResetLine, ResetTo,
-    Strategy, TopicPartition, plan_reset, validate_group_id,
+    Strategy, TopicPartition, plan_reset,
 };
 use tracing::info;
 
@@ -81,6 +81,7 @@ impl Coordinator {
 
     /// Describes a group: members, and per partition committed offset, log end and lag.
     pub fn describe(&self, group: &str) -> Result<GroupDescription> {
+        self.serve(group)?;
         let (g, classic, offsets) = {
             let state = self.lock()?;
             let g = state.groups.get(group).cloned();
@@ -174,6 +175,7 @@ impl Coordinator {
 
     /// Deletes an empty group and its offsets; returns the number of offsets removed.
     pub async fn delete(&self, group: &str) -> Result<usize> {
+        self.serve(group)?;
         self.refuse_if_live(group)?;
         let keys: Vec<TopicPartition> = {
             let state = self.lock()?;
@@ -199,7 +201,7 @@ impl Coordinator {
         to: ResetTo,
         dry_run: bool,
     ) -> Result<Vec<ResetLine>> {
-        validate_group_id(group)?;
+        self.serve(group)?;
         self.refuse_if_live(group)?;
         let count = self.broker.partition_count(topic).ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
         if let Some(p) = only.iter().find(|p| **p >= count) {

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use sluice_groups::{ClassicError, ClassicGroup, Join, JoinResult, TopicPartition, validate_group_id};
+use sluice_groups::{ClassicError, ClassicGroup, Join, JoinResult, TopicPartition};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -56,7 +56,7 @@ impl Coordinator {
 
     /// JoinGroup: adds or refreshes the member, then waits for the round to complete.
     pub async fn classic_join(&self, group: &str, mut join: Join) -> Outcome<JoinResult> {
-        validate_group_id(group).map_err(BrokerError::from)?;
+        self.serve(group)?;
         let c = &self.config;
         join.session_timeout = join.session_timeout.clamp(c.min_session_timeout, c.max_session_timeout);
         join.rebalance_timeout = join.rebalance_timeout.max(join.session_timeout).min(c.max_session_timeout);
@@ -104,6 +104,7 @@ impl Coordinator {
         generation: i32,
         assignments: Vec<(String, Vec<u8>, BTreeSet<TopicPartition>)>,
     ) -> Outcome<Vec<u8>> {
+        self.serve(group)?;
         {
             let mut state = self.lock()?;
             let g = state.classic.get_mut(group).ok_or_else(|| ClassicError::UnknownMember(member.into()))?;
@@ -128,12 +129,14 @@ impl Coordinator {
     }
 
     pub fn classic_heartbeat(&self, group: &str, member: &str, generation: i32) -> Outcome<()> {
+        self.serve(group)?;
         let mut state = self.lock()?;
         let g = state.classic.get_mut(group).ok_or_else(|| ClassicError::UnknownMember(member.into()))?;
         Ok(g.heartbeat(member, generation, std::time::Instant::now())?)
     }
 
     pub fn classic_leave(&self, group: &str, member: &str) -> Outcome<()> {
+        self.serve(group)?;
         {
             let mut state = self.lock()?;
             let g = state.classic.get_mut(group).ok_or_else(|| ClassicError::UnknownMember(member.into()))?;

@@ -11,11 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_groups::{ClassicGroup, CommittedOffsets, Group, TopicPartition, offsets_partition, validate_group_id};
+use sluice_groups::{ClassicGroup, CommittedOffsets, Group, TopicPartition};
 use tracing::info;
 
 use crate::{
-    broker::{Broker, OffsetQuery},
+    broker::Broker,
     error::{BrokerError, Result},
 };
 
@@ -82,22 +82,43 @@ pub struct Coordinator {
     pub(super) append_locks: Vec<tokio::sync::Mutex<u64>>,
     /// Wakes classic joins and syncs waiting for their round after any change.
     pub(super) classic_changed: tokio::sync::Notify,
+    /// Whether `__consumer_offsets` belongs to the cluster (see [`super::ownership`]):
+    /// then this broker coordinates only the groups of the offsets partitions it leads.
+    pub(super) shared: bool,
+    /// Per offsets partition: the leader epoch at which this broker loaded it, while it
+    /// coordinates its groups (always loaded where the topic is this broker's own).
+    pub(super) loaded: Mutex<Vec<Option<i32>>>,
+    /// Wakes the ownership loop (a request found its partition not loaded).
+    pub(super) ownership_changed: tokio::sync::Notify,
 }
 
 fn poisoned() -> BrokerError {
     BrokerError::Storage("group state lock poisoned".into())
 }
 
+/// The configuration of `__consumer_offsets`: commits are acknowledged once flushed,
+/// nothing expires by time or size (compaction keeps it small).
+pub(super) fn offsets_topic_config() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("durability".to_string(), "always".to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+        ("max.message.bytes".to_string(), (2 * MAX_OFFSETS_BATCH).to_string()),
+    ])
+}
+
 impl Coordinator {
-    /// Creates `__consumer_offsets` if needed and replays it.
+    /// Opens the coordinator. Where `__consumer_offsets` is this broker's own, creates it
+    /// if needed and replays it. Where it belongs to the cluster, it is created on the
+    /// first group request and each partition is replayed when this broker becomes its
+    /// leader ([`Self::sync_ownership`]).
     pub async fn open(broker: Arc<Broker>, config: GroupsConfig) -> Result<Arc<Self>> {
-        let topic_config = BTreeMap::from([
-            ("durability".to_string(), "always".to_string()),
-            ("retention.ms".to_string(), "-1".to_string()),
-            ("retention.bytes".to_string(), "-1".to_string()),
-            ("max.message.bytes".to_string(), (2 * MAX_OFFSETS_BATCH).to_string()),
-        ]);
-        let partitions = broker.ensure_internal_topic(OFFSETS_TOPIC, config.offsets_partitions.max(1), topic_config)?;
+        let shared = broker.metadata().shares_internal_topics();
+        let partitions = if shared {
+            broker.partition_count(OFFSETS_TOPIC).unwrap_or(config.offsets_partitions.max(1))
+        } else {
+            broker.ensure_internal_topic(OFFSETS_TOPIC, config.offsets_partitions.max(1), offsets_topic_config())?
+        };
         let c = Self {
             broker,
             config,
@@ -105,16 +126,26 @@ impl Coordinator {
             state: Mutex::new(State::default()),
             append_locks: (0..partitions).map(|_| tokio::sync::Mutex::new(0)).collect(),
             classic_changed: tokio::sync::Notify::new(),
+            shared,
+            loaded: Mutex::new(vec![if shared { None } else { Some(0) }; partitions as usize]),
+            ownership_changed: tokio::sync::Notify::new(),
         };
-        let started = Instant::now();
-        let mut replayed = 0;
-        for p in 0..partitions {
-            let n = c.replay(p).await?;
-            *c.append_locks[p as usize].lock().await = n;
-            replayed += n;
+        if !shared {
+            let started = Instant::now();
+            let mut replayed = 0;
+            for p in 0..partitions {
+                let n = c.replay(p).await?;
+                *c.append_locks[p as usize].lock().await = n;
+                replayed += n;
+            }
+            let groups = c.lock()?.offsets.len();
+            info!(
+                records = replayed,
+                groups,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "group offsets loaded"
+            );
         }
-        let groups = c.lock()?.offsets.len();
-        info!(records = replayed, groups, elapsed_ms = started.elapsed().as_millis() as u64, "group offsets loaded");
         Ok(Arc::new(c))
     }
 
@@ -126,18 +157,9 @@ impl Coordinator {
         &self.config
     }
 
-    /// The broker that coordinates `group` and the offsets partition that holds it. In
-    /// standalone mode the coordinator is always this broker.
-    pub fn find_coordinator(&self, group: &str) -> Result<(i32, String, u32)> {
-        validate_group_id(group)?;
-        let c = self.broker.config();
-        let address = c.advertised_address.clone().unwrap_or_else(|| c.listen.to_string());
-        Ok((c.broker_id, address, offsets_partition(group, self.partitions)))
-    }
-
-    /// Log start and end of a partition; zeros for one that no longer exists.
+    /// Log start and high watermark of a partition from this broker's replica of it
+    /// (in a cluster: whatever its role here); zeros for one not hosted here.
     pub(super) fn log_range(&self, tp: &TopicPartition) -> (u64, u64) {
-        let q = |q| self.broker.list_offsets(&tp.topic, tp.partition, q).map(|(o, _)| o).unwrap_or(0);
-        (q(OffsetQuery::Earliest), q(OffsetQuery::Latest))
+        self.broker.local_offsets(&tp.topic, tp.partition).map_or((0, 0), |(start, hw, _)| (start, hw))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_groups::{Group, Heartbeat, HeartbeatReply, TopicPartition, validate_group_id};
+use sluice_groups::{Group, Heartbeat, HeartbeatReply, TopicPartition};
 use tracing::info;
 
 use super::Coordinator;
@@ -21,7 +21,7 @@ pub struct HeartbeatOutcome {
 impl Coordinator {
     /// Handles a member heartbeat (join when `member_epoch == 0`).
     pub fn heartbeat(&self, group: &str, mut hb: Heartbeat) -> Result<HeartbeatOutcome> {
-        validate_group_id(group)?;
+        self.serve(group)?;
         let c = &self.config;
         hb.session_timeout = if hb.session_timeout.is_zero() {
             c.default_session_timeout
@@ -49,6 +49,7 @@ impl Coordinator {
 
     /// Removes a member at its request.
     pub fn leave(&self, group: &str, member: &str) -> Result<()> {
+        self.serve(group)?;
         let mut state = self.lock()?;
         let unknown = || BrokerError::UnknownMember { group: group.to_string(), member: member.to_string() };
         let g = state.groups.get_mut(group).ok_or_else(unknown)?;

@@ -4,14 +4,16 @@
 //! `__consumer_offsets`; membership is served in the spirit of Kafka's KIP-848.
 //!
 //! - [`coordinator`]: the [`Coordinator`], its settings, opening (topic + replay).
+//! - [`ownership`]: which groups this broker coordinates (in a cluster: those of the
+//!   offsets partitions it leads), loading and forgetting partitions as leaders move.
 //! - `classic`: Kafka's classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup).
 //! - [`membership`]: join, heartbeat, leave, session expiry, who may commit.
 //! - [`offsets`]: commits as records, replay on start, compaction, offset fetch.
 //! - [`admin`]: list, describe (with lag), delete, reset.
 //! - [`gauges`]: consumer-lag metrics, set before a scrape.
 //!
-//! Membership is soft state: only committed offsets are written. After a restart the
-//! coordinator knows no members; they get `UNKNOWN_MEMBER_ID` on their next heartbeat
+//! Membership is soft state: only committed offsets are written. After a restart (or a
+//! move of the coordinator to another broker) the coordinator knows no members; they get `UNKNOWN_MEMBER_ID` on their next heartbeat
 //! and join again, and resume from their committed offsets.
 
 mod admin;
@@ -20,11 +22,13 @@ pub mod coordinator;
 mod gauges;
 mod membership;
 mod offsets;
+pub mod ownership;
 
 pub use admin::{GroupDescription, GroupSummary, MemberInfo, PartitionLag};
 pub use classic::ClassicRefusal;
 pub use coordinator::{Coordinator, GroupsConfig, OFFSETS_TOPIC};
 pub use membership::HeartbeatOutcome;
+pub use ownership::{CoordinatorAddress, OWNERSHIP_INTERVAL};
 pub use sluice_groups::{ResetLine, ResetTo, Strategy, TopicPartition, offsets_partition};
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use sluice_core::{BatchBuilder, Batches};
-use sluice_groups::{Committed, GroupError, OffsetKey, TopicPartition, offsets_partition, records, validate_group_id};
+use sluice_groups::{Committed, GroupError, OffsetKey, TopicPartition, offsets_partition, records};
 use tracing::{info, warn};
 
 use super::{
@@ -68,11 +68,20 @@ impl Coordinator {
         epoch: i32,
         offsets: Vec<(TopicPartition, u64, String)>,
     ) -> Result<()> {
-        validate_group_id(group)?;
+        self.serve(group)?;
         for (tp, offset, _) in &offsets {
-            let (hw, _) = self.broker.list_offsets(&tp.topic, tp.partition, OffsetQuery::Latest)?;
+            let count =
+                self.broker.partition_count(&tp.topic).ok_or_else(|| BrokerError::UnknownTopic(tp.topic.clone()))?;
+            if tp.partition >= count {
+                return Err(BrokerError::UnknownPartition { topic: tp.topic.clone(), partition: tp.partition, count });
+            }
+            // Checked where this broker leads the partition (in a cluster the coordinator
+            // need not lead or host it, and Kafka checks nothing here).
+            if self.broker.metadata().check_leader(&tp.topic, tp.partition).is_err() {
+                continue;
+            }
+            let Some((log_start, hw, _)) = self.broker.local_offsets(&tp.topic, tp.partition) else { continue };
             if *offset > hw {
-                let (log_start, _) = self.broker.list_offsets(&tp.topic, tp.partition, OffsetQuery::Earliest)?;
                 return Err(BrokerError::OffsetOutOfRange {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
@@ -113,7 +122,8 @@ impl Coordinator {
             .iter()
             .map(|(k, v)| Ok((records::encode_key(k)?, v.as_ref().map(records::encode_value).transpose()?)))
             .collect::<Result<Vec<RawRecord>, GroupError>>()?;
-        self.append(p, &raw).await?;
+        // A leadership that moved while the commit was on its way: NOT_COORDINATOR.
+        self.append(p, &raw).await.map_err(|e| self.not_coordinator(group, e))?;
         {
             let mut state = self.lock()?;
             for (k, v) in &entries {
@@ -169,6 +179,7 @@ impl Coordinator {
 
     /// Committed offsets of a group; all of them when `tps` is empty.
     pub fn fetch_offsets(&self, group: &str, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Committed)>> {
+        self.serve(group)?;
         let state = self.lock()?;
         let Some(offsets) = state.offsets.group(group) else { return Ok(Vec::new()) };
         Ok(offsets

@@ -41,6 +41,9 @@ pub fn kind(e: &BrokerError) -> E {
         BrokerError::TopicBeingCreated(_) => E::LeaderNotAvailable,
         // What a broker's create-topic policy answers; the message says why.
         BrokerError::Unsupported(_) => E::PolicyViolation,
+        BrokerError::NotCoordinator { .. } => E::NotCoordinator,
+        BrokerError::CoordinatorLoading { .. } => E::CoordinatorLoadInProgress,
+        BrokerError::CoordinatorNotAvailable { .. } => E::CoordinatorNotAvailable,
         BrokerError::GroupNotFound(_) => E::GroupIdNotFound,
         BrokerError::UnknownMember { .. } => E::UnknownMemberId,
         BrokerError::FencedMemberEpoch { .. } => E::IllegalGeneration,
@@ -115,6 +118,17 @@ mod tests {
             (BrokerError::FencedMemberEpoch { group: "g".into(), member: "m".into(), epoch: 1, current: 2 }, 22),
             (BrokerError::TopicAlreadyExists("t".into()), 36),
             (BrokerError::GroupNotEmpty { group: "g".into(), members: vec![] }, 68),
+            (
+                BrokerError::NotCoordinator {
+                    group: "g".into(),
+                    me: 0,
+                    reason: "broker 1 leads".into(),
+                    coordinator: Some((1, "h:1".into())),
+                },
+                16,
+            ),
+            (BrokerError::CoordinatorLoading { group: "g".into(), partition: 3 }, 14),
+            (BrokerError::CoordinatorNotAvailable { group: "g".into(), reason: "offline".into() }, 15),
         ];
         for (e, want) in cases {
             assert_eq!(code(&e), want, "{e}");

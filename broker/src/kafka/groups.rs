@@ -53,19 +53,34 @@ fn refusal_code(e: &ClassicRefusal) -> i16 {
 }
 
 pub(super) fn find_coordinator(ctx: &Context, r: FindCoordinatorRequest, version: i16) -> Answer {
-    let (host, port) = super::split(&ctx.advertised);
     let me = ctx.broker.metadata().broker_id();
     // key_type 1 is a transactional id: no transaction coordinator here. Refused as a
     // Kafka broker refuses a transactional id it does not authorize: a fatal error for
     // the client (a retriable one would make it retry until its timeout).
-    let one = |key: &StrBytes| -> (i16, Option<StrBytes>) {
+    // Each answer: error code, message, and the coordinator (node id, host, port).
+    let one = |key: &StrBytes| -> (i16, Option<StrBytes>, Option<(i32, String, i32)>) {
         if r.key_type == 1 {
             let why = "transactions are not supported by this broker";
-            return (ResponseError::TransactionalIdAuthorizationFailed.code(), (version >= 1).then(|| s(why)));
+            return (ResponseError::TransactionalIdAuthorizationFailed.code(), (version >= 1).then(|| s(why)), None);
         }
         match ctx.groups.find_coordinator(key.as_str()) {
-            Ok(_) => (0, None),
-            Err(e) => (ResponseError::InvalidGroupId.code(), errors::message(&e).filter(|_| version >= 1)),
+            Ok(c) => {
+                // This broker answers with its own listener; another names its Kafka one.
+                let address = match c.kafka_address {
+                    Some(a) if c.broker_id != me => a,
+                    _ => ctx.advertised.clone(),
+                };
+                let (host, port) = super::split(&address);
+                (0, None, Some((c.broker_id, host, port)))
+            }
+            Err(e) => {
+                let code = match &e {
+                    BrokerError::InvalidRequest(_) => ResponseError::InvalidGroupId.code(),
+                    // COORDINATOR_NOT_AVAILABLE and the like: the client retries.
+                    e => errors::code(e),
+                };
+                (code, errors::message(&e).filter(|_| version >= 1), None)
+            }
         }
     };
     let mut body = FindCoordinatorResponse::default();
@@ -74,12 +89,13 @@ pub(super) fn find_coordinator(ctx: &Context, r: FindCoordinatorRequest, version
             .coordinator_keys
             .iter()
             .map(|k| {
-                let (code, message) = one(k);
+                let (code, message, at) = one(k);
+                let (id, host, port) = at.unwrap_or((-1, String::new(), -1));
                 CoordinatorEntry::default()
                     .with_key(k.clone())
-                    .with_node_id(BrokerId(if code == 0 { me } else { -1 }))
-                    .with_host(s(if code == 0 { host.clone() } else { String::new() }))
-                    .with_port(if code == 0 { port } else { -1 })
+                    .with_node_id(BrokerId(id))
+                    .with_host(s(host))
+                    .with_port(port)
                     .with_error_code(code)
                     .with_error_message(message)
             })
@@ -87,13 +103,14 @@ pub(super) fn find_coordinator(ctx: &Context, r: FindCoordinatorRequest, version
         let error = first_error(body.coordinators.iter().map(|c| c.error_code));
         return Answer::new(ResponseKind::FindCoordinator(body), error);
     }
-    let (code, message) = one(&r.key);
-    body = body.with_error_code(code).with_error_message(message);
-    if code == 0 {
-        body = body.with_node_id(BrokerId(me)).with_host(s(host)).with_port(port);
-    } else {
-        body = body.with_node_id(BrokerId(-1)).with_port(-1);
-    }
+    let (code, message, at) = one(&r.key);
+    let (id, host, port) = at.unwrap_or((-1, String::new(), -1));
+    body = body
+        .with_error_code(code)
+        .with_error_message(message)
+        .with_node_id(BrokerId(id))
+        .with_host(s(host))
+        .with_port(port);
     Answer::new(ResponseKind::FindCoordinator(body), code)
 }
 

@@ -64,6 +64,7 @@ fn describe_json(d: &pb::DescribeGroupResponse) -> Value {
     };
     json!({
         "group": d.group,
+        "coordinator": d.coordinator_id,
         "state": d.state,
         "group_epoch": d.group_epoch,
         "strategy": d.strategy,
@@ -92,13 +93,14 @@ fn describe_json(d: &pb::DescribeGroupResponse) -> Value {
 /// and the members.
 fn describe_text(d: &pb::DescribeGroupResponse) -> String {
     let mut out = format!(
-        "Group: {}  state: {}  members: {}  strategy: {}  epoch: {}  total lag: {}\n\n",
+        "Group: {}  state: {}  members: {}  strategy: {}  epoch: {}  total lag: {}  coordinator: broker {}\n\n",
         d.group,
         d.state,
         d.members.len(),
         d.strategy,
         d.group_epoch,
-        d.total_lag
+        d.total_lag,
+        d.coordinator_id
     );
     let mut t = Table::new(["TOPIC", "PARTITION", "COMMITTED", "LOG END", "LAG", "OWNER"]).right_align(&[1, 2, 3, 4]);
     for p in &d.partitions {
@@ -221,9 +223,12 @@ mod tests {
                 },
             ],
             total_lag: 10,
+            coordinator_id: 2,
         };
         let text = describe_text(&d);
-        assert!(text.starts_with("Group: g  state: Stable  members: 1  strategy: range  epoch: 3  total lag: 10\n"));
+        assert!(text.starts_with(
+            "Group: g  state: Stable  members: 1  strategy: range  epoch: 3  total lag: 10  coordinator: broker 2\n"
+        ));
         assert!(text.contains("TOPIC  PARTITION  COMMITTED  LOG END  LAG  OWNER\nt              0          5       12    7  m1\nt              1          -        3    3  -\n"), "{text}");
         assert!(text.contains("m1      c           3  t-0"), "{text}");
     }

@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 
 use super::{
     GroupConfig, RebalanceListener, TopicPartition,
+    link::CoordinatorLink,
     session::{self, Session},
 };
 use crate::{
@@ -43,7 +44,7 @@ const FETCH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// the consumer leaves too, without committing.
 pub struct GroupConsumer {
     group: String,
-    coordinator: Client,
+    coordinator: Arc<CoordinatorLink>,
     config: GroupConfig,
     session: Arc<Session>,
     heartbeat: Option<JoinHandle<()>>,
@@ -66,7 +67,7 @@ impl GroupConsumer {
         if topics.is_empty() {
             return Err(ClientError::InvalidArgument("subscribe to at least one topic".into()));
         }
-        let coordinator = super::dedicated_coordinator(&client, group).await?;
+        let coordinator = CoordinatorLink::connect(client.clone(), group).await?;
         let session = Arc::new(Session::default());
         let heartbeat = tokio::spawn(session::run(
             session.clone(),
@@ -265,7 +266,14 @@ impl GroupConsumer {
                 .map(|tp| pb::TopicPartition { topic: tp.topic.clone(), partition: tp.partition })
                 .collect(),
         };
-        let r = self.coordinator.groups().offset_fetch(req).await?.into_inner();
+        let r = match self.coordinator.current().groups().offset_fetch(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                let e = ClientError::from(s);
+                self.coordinator.after_error(&e).await;
+                return Err(e);
+            }
+        };
         Ok(r.offsets
             .into_iter()
             .map(|o| (TopicPartition { topic: o.topic, partition: o.partition }, o.offset))
@@ -325,12 +333,17 @@ impl GroupConsumer {
             return Ok(());
         }
         let req = pb::LeaveGroupRequest { group: self.group.clone(), member_id };
-        self.coordinator.groups().leave_group(req).await?;
+        self.coordinator.current().groups().leave_group(req).await?;
         Ok(())
     }
 }
 
-async fn commit(session: &Session, client: &Client, group: &str, offsets: BTreeMap<TopicPartition, u64>) -> Result<()> {
+async fn commit(
+    session: &Session,
+    link: &CoordinatorLink,
+    group: &str,
+    offsets: BTreeMap<TopicPartition, u64>,
+) -> Result<()> {
     if offsets.is_empty() {
         return Ok(());
     }
@@ -357,7 +370,11 @@ async fn commit(session: &Session, client: &Client, group: &str, offsets: BTreeM
             })
             .collect(),
     };
-    client.groups().offset_commit(req).await?;
+    if let Err(s) = link.current().groups().offset_commit(req).await {
+        let e = ClientError::from(s);
+        link.after_error(&e).await;
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -372,7 +389,7 @@ impl Drop for GroupConsumer {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let mut groups = self.coordinator.groups();
+            let mut groups = self.coordinator.current().groups();
             let req = pb::LeaveGroupRequest { group: self.group.clone(), member_id };
             rt.spawn(async move {
                 let _ = groups.leave_group(req).await;

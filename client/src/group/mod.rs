@@ -5,10 +5,13 @@
 //!   loop (member id, epoch, the coordinator's latest assignment).
 //! - [`consumer`]: the poll loop: applies assignment changes (revoke first, with the
 //!   rebalance listener's chance to commit), reads, commits.
+//! - [`link`]: the member's coordinator connection, found again when the coordinator
+//!   moves (in a cluster it is the leader of the group's offsets partition).
 //! - [`admin`]: group administration calls.
 
 pub mod admin;
 pub mod consumer;
+pub mod link;
 pub mod session;
 
 use std::{collections::BTreeMap, time::Duration};

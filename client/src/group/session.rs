@@ -19,8 +19,8 @@ use sluice_proto::v1 as pb;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::{GroupConfig, Strategy, TopicPartition};
-use crate::{connection::Client, error::ClientError};
+use super::{GroupConfig, Strategy, TopicPartition, link::CoordinatorLink};
+use crate::error::ClientError;
 
 /// Heartbeat interval while the coordinator reports the member's assignment is still
 /// moving.
@@ -75,10 +75,17 @@ fn strategy(s: Strategy) -> pb::AssignmentStrategy {
     }
 }
 
-/// Heartbeats until `session.stop` is notified.
-pub async fn run(session: Arc<Session>, coordinator: Client, group: String, topics: Vec<String>, config: GroupConfig) {
-    let mut groups = coordinator.groups();
+/// Heartbeats until `session.stop` is notified; finds the coordinator again when it
+/// moved.
+pub async fn run(
+    session: Arc<Session>,
+    link: Arc<CoordinatorLink>,
+    group: String,
+    topics: Vec<String>,
+    config: GroupConfig,
+) {
     loop {
+        let mut groups = link.current().groups();
         let req = {
             let s = session.state();
             pb::HeartbeatRequest {
@@ -99,6 +106,9 @@ pub async fn run(session: Arc<Session>, coordinator: Client, group: String, topi
         let result = {
             let _rpc = session.rpc.lock().await;
             let r = groups.heartbeat(req).await.map(|r| r.into_inner()).map_err(ClientError::from);
+            if let Err(e) = &r {
+                link.after_error(e).await;
+            }
             // Update under the rpc lock, so a commit never sees a half-applied answer.
             apply(&session, r)
         };
