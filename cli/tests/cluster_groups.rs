@@ -5,6 +5,8 @@
 //! brokers share one group; every broker shows its members and commits; `kill -9` of
 //! the coordinator's broker moves the group to the new offsets leader, which continues
 //! from the committed offsets: nothing is skipped, nothing committed is read again.
+//! Kafka clients (librdkafka) bootstrapped from a broker that does not coordinate their
+//! group follow FindCoordinator to the one that does.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,6 +20,7 @@ use std::{
 use serde_json::Value;
 
 mod common;
+mod kafka_env;
 
 use common::{
     SLUICE,
@@ -126,11 +129,11 @@ fn produce(c: &DevCluster, b: i32, prefix: &str, n: usize) -> Vec<String> {
 
 /// The coordinator of the group as broker `b` answers FindCoordinator (creating
 /// `__consumer_offsets` on the cluster's first group request).
-fn find_coordinator(c: &DevCluster, b: i32) -> i32 {
+fn find_coordinator(c: &DevCluster, b: i32, group: &str) -> i32 {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = sluice_client::Client::connect(&c.brokers[&b].grpc).await.unwrap();
-        let req = sluice_client::proto::FindCoordinatorRequest { group: GROUP.into() };
+        let req = sluice_client::proto::FindCoordinatorRequest { group: group.into() };
         client.groups().find_coordinator(req).await.unwrap().into_inner().broker_id
     })
 }
@@ -170,7 +173,7 @@ fn one_coordinator_per_group_across_the_cluster_survives_kill_9_of_its_broker() 
     // Two members bootstrapped from different brokers join the same group; one of
     // them from the broker that will be killed (it must find the new coordinator
     // through the brokers it learned of).
-    let doomed = find_coordinator(&c, 0);
+    let doomed = find_coordinator(&c, 0, GROUP);
     let other = (doomed + 1) % 3;
     let members = [Member::start(&c, doomed, 0), Member::start(&c, other, 1)];
     let settled = wait_for("two members splitting the partitions 3 + 3, on every broker", &c, || {
@@ -274,4 +277,28 @@ fn one_coordinator_per_group_across_the_cluster_survives_kill_9_of_its_broker() 
         let all: Vec<Value> = survivors.iter().filter_map(|b| describe(&c, *b)).collect();
         (all.len() == 2 && all[0]["total_lag"] == 0 && committed(&all[0]) == committed(&all[1])).then_some(())
     });
+}
+
+#[test]
+fn librdkafka_members_follow_find_coordinator_and_every_broker_sees_their_commits() {
+    let Some(bin) = broker_bin() else { return };
+    let Some(python) = kafka_env::python() else { return };
+    let c = DevCluster::start(&bin, &[]);
+    c.ok(0, &["topic", "create", "grouped", "--partitions", "6"]);
+    full_isr(&c, "grouped");
+    let coordinator = find_coordinator(&c, 0, "g3");
+    let bootstrap = (coordinator + 1) % 3;
+    // Three confluent-kafka members split six partitions, commit every record, one
+    // leaves, the two others take over (see kafka_clients.py `group`).
+    let r = kafka_env::py(&python, &["group", &c.brokers[&bootstrap].kafka, "grouped", "g3"]);
+    assert_eq!(r["before"], serde_json::json!([2, 2, 2]), "{r}");
+    assert_eq!(r["after"], serde_json::json!([3, 3]), "{r}");
+    for b in 0..3 {
+        let out = c.ok(b, &["group", "describe", "g3", "--output", "json"]);
+        let d: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(d["coordinator"], coordinator, "broker {b}: {d}");
+        let want: BTreeMap<u64, u64> = (0..6).map(|p| (p, 110)).collect();
+        assert_eq!(committed(&d), want, "broker {b}: {d}");
+    }
+    println!("bootstrapped from broker {bootstrap}; coordinator broker {coordinator}; commits alike on all three");
 }
