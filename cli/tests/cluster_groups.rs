@@ -209,6 +209,7 @@ fn one_coordinator_per_group_across_the_cluster_survives_kill_9_of_its_broker() 
     // kill -9 the coordinator's broker: the group moves to the new leader of its
     // offsets partition, which reads the commits back from its replica.
     c.kill9(coordinator);
+    let killed = Instant::now();
     let survivors: Vec<i32> = (0..3).filter(|b| *b != coordinator).collect();
     let moved = wait_for("the group coordinated by a surviving broker, its members at 3 + 3 again", &c, || {
         let d = describe(&c, survivors[0])?;
@@ -217,9 +218,12 @@ fn one_coordinator_per_group_across_the_cluster_survives_kill_9_of_its_broker() 
         moved.then_some(d)
     });
     println!(
-        "after kill -9 of broker {coordinator}: coordinator broker {}, members {:?}",
+        "after kill -9 of broker {coordinator}: coordinator broker {}, members {:?}, {:?} after the kill \
+         (broker session {} ms, member session {MEMBER_SESSION_MS} ms)",
         moved["coordinator"],
-        owners(&moved)
+        owners(&moved),
+        killed.elapsed(),
+        common::dev_cluster::SESSION_MS
     );
     let second = produce(&c, survivors[1], "b", 300);
 
