@@ -211,9 +211,16 @@ impl ClassicGroup {
                 joined: false,
             },
         );
-        // A follower rejoining a stable group unchanged gets the current generation
-        // back; anything else is a new round.
-        if !(self.state == ClassicState::Stable && unchanged && id != self.leader) {
+        // As Kafka's coordinator: a follower rejoining a stable group unchanged, or any
+        // member rejoining unchanged while the leader assigns (it may have missed its
+        // JoinGroup answer), gets the current generation back; anything else is a new
+        // round.
+        let current = match self.state {
+            ClassicState::Stable => unchanged && id != self.leader,
+            ClassicState::CompletingRebalance => unchanged,
+            ClassicState::Empty | ClassicState::PreparingRebalance => false,
+        };
+        if !current {
             self.prepare_rebalance(now, initial_delay);
         }
         if let Some(m) = self.members.get_mut(&id) {

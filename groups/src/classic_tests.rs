@@ -111,3 +111,25 @@ fn expired_sessions_and_protocol_mismatches() {
     g.check_commit("", -1).expect("simple commits once empty");
     assert_eq!(g.join(join_req("ghost"), t1, DELAY), Err(ClassicError::UnknownMember("ghost".into())));
 }
+
+#[test]
+fn an_unchanged_rejoin_while_the_leader_assigns_gets_the_current_generation_back() {
+    let t0 = Instant::now();
+    let mut g = ClassicGroup::new("g");
+    let a = join(&mut g, t0);
+    let b = join(&mut g, t0);
+    let later = t0 + DELAY;
+    g.poll_join(&a, later).expect("a").expect("round complete");
+    assert_eq!(g.state, ClassicState::CompletingRebalance);
+    // b missed its JoinGroup answer and sends the same JoinGroup again: same generation,
+    // no new round (Kafka's CompletingRebalance rule).
+    assert_eq!(g.join(join_req(&b), later, DELAY).expect("rejoin"), b);
+    assert_eq!(g.state, ClassicState::CompletingRebalance);
+    let rb = g.poll_join(&b, later).expect("b").expect("answered at once");
+    assert_eq!(rb.generation, 1);
+    // Changed metadata is a new round.
+    let mut changed = join_req(&b);
+    changed.protocols = vec![("range".into(), b"other".to_vec())];
+    g.join(changed, later, DELAY).expect("rejoin with new metadata");
+    assert_eq!(g.state, ClassicState::PreparingRebalance);
+}
