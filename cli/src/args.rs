@@ -184,7 +184,7 @@ pub struct ProduceArgs {
     /// [default: the client's default, 0]
     #[arg(long)]
     pub linger_ms: Option<u64>,
-    /// Target batch size in bytes, before compression [default: the client's default, 65536]
+    /// Target batch size in bytes, before compression [default: the client's default, 262144]
     #[arg(long, value_name = "BYTES")]
     pub batch_size: Option<usize>,
     /// Compress batches with this codec [compression.type]: none, gzip, snappy, lz4 or

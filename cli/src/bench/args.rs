@@ -166,7 +166,7 @@ pub struct Common {
     #[arg(long, default_value = "all")]
     pub acks: Acks,
     /// Producer batch size [batch.size].
-    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", default_value = "256KiB", value_parser = parse_bytes)]
     pub batch_size: usize,
     /// Producer linger [linger.ms].
     #[arg(long, value_name = "MS", default_value_t = 0)]
@@ -289,7 +289,7 @@ mod tests {
         let Workload::Produce(p) = cli.bench.workload else { panic!("not produce") };
         assert_eq!(p.common.stop(Stop::Count(1)), Stop::Count(5));
         assert_eq!(p.common.acks, Acks::Leader);
-        assert_eq!(p.common.batch_size, 64 * 1024);
+        assert_eq!(p.common.batch_size, 256 * 1024);
         assert!(Cli::try_parse_from(["x", "produce", "--count", "5", "--duration", "1"]).is_err());
         assert!(Cli::try_parse_from(["x", "produce", "--topic", "t", "--partitions", "3"]).is_err());
         assert_eq!(p.common.topic_spec(1).partitions, 1);
