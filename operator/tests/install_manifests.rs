@@ -665,8 +665,20 @@ async fn every_operator_permission_is_needed() {
         let mut gone = false;
         let mut group_seen = false;
         let mut auto_seen = false;
-        while std::time::Instant::now() < deadline && op.first_denial().is_none() && !(gone && group_seen && auto_seen)
+        // The Cluster's status is written after its children are applied: until then a
+        // missing permission of that step (services, the StatefulSet) may not be tried.
+        let mut cluster_seen = false;
+        while std::time::Instant::now() < deadline
+            && op.first_denial().is_none()
+            && !(gone && group_seen && auto_seen && cluster_seen)
         {
+            if !cluster_seen {
+                cluster_seen = clusters
+                    .get_opt(&c)
+                    .await
+                    .unwrap()
+                    .is_some_and(|c| c.status.is_some_and(|s| s.observed_generation.is_some()));
+            }
             if !auto_seen {
                 auto_seen = topics.get_opt(&auto).await.unwrap().is_some();
             }
@@ -696,6 +708,7 @@ async fn every_operator_permission_is_needed() {
                 assert!(gone, "with every permission the Topic's whole life must complete");
                 assert!(group_seen, "with every permission the ConsumerGroup gets a status");
                 assert!(auto_seen, "with every permission the Topic a broker asked for is auto-created");
+                assert!(cluster_seen, "with every permission the Cluster gets a status");
                 println!(
                     "all permissions: Cluster, Topic and ConsumerGroup reconciled, Topic finalized, requested Topic auto-created, nothing refused"
                 );
@@ -713,9 +726,11 @@ async fn every_operator_permission_is_needed() {
             }
         }
     }
-    // A repeated Event is a patch (kube's Recorder): not exercised by one Topic deletion.
-    let expected: Vec<(String, String, String)> = vec![("events.k8s.io".into(), "events".into(), "patch".into())];
-    assert_eq!(undetected, expected, "permissions the operator did not need");
+    // A repeated Event is a patch (kube's Recorder): not always exercised by one run (a
+    // slow run may repeat an Event, and then its refusal is seen).
+    let may_go_unused: (String, String, String) = ("events.k8s.io".into(), "events".into(), "patch".into());
+    undetected.retain(|a| *a != may_go_unused);
+    assert_eq!(undetected, Vec::<(String, String, String)>::new(), "permissions the operator did not need");
 }
 
 /// The image builds every workspace crate: the Dockerfile's dependency layer copies each

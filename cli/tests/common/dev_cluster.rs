@@ -260,9 +260,21 @@ pub fn wait_for<T>(what: &str, c: &DevCluster, mut f: impl FnMut() -> Option<T>)
 /// Waits until every broker describes `topic` partition 0 with the same live leader and
 /// all 3 replicas in the ISR; returns that description.
 pub fn full_isr(c: &DevCluster, topic: &str) -> Value {
-    wait_for(&format!("{topic} to have a leader and a full ISR on every broker"), c, || {
-        let all: Vec<Value> = (0..3).filter_map(|b| c.partition0(b, topic)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let views: Vec<Option<Value>> = (0..3).map(|b| c.partition0(b, topic)).collect();
+        let all: Vec<&Value> = views.iter().flatten().collect();
         let agreed = all.len() == 3 && all.iter().all(|p| p["leader"] == all[0]["leader"] && p["leader"].is_i64());
-        (agreed && all.iter().all(|p| ids(&p["isr"]).len() == 3)).then(|| all[0].clone())
-    })
+        if agreed && all.iter().all(|p| ids(&p["isr"]).len() == 3) {
+            return all[0].clone();
+        }
+        // What each broker said last comes first: test output may be cut after a while.
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {topic} to have a leader and a full ISR on every broker; partition 0 as \
+             brokers 0, 1, 2 last described it: {views:?}; log (tail):\n{}",
+            tail(&c.log())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -223,6 +223,12 @@ impl<D: Completion> PartitionBatches<D> {
     /// batch once it has lingered `linger` (or a flush asked); else wait.
     pub(crate) fn next(&mut self, linger: Duration, now: Instant, in_flight: &InFlight) -> Next<D> {
         if let Some(b) = self.sealed.pop_front() {
+            // The last batch a flush sealed is on its way and nothing came in since:
+            // the flush is over, so records appended after it linger again (whether or
+            // not the sender looks once more before they arrive).
+            if self.sealed.is_empty() && self.open.is_none() {
+                self.flush_requested = false;
+            }
             return Next::Send(b);
         }
         let Some(open) = &self.open else {
@@ -407,6 +413,22 @@ mod tests {
         acc.add(VALUE, 1 << 20, t0);
         assert_eq!(acc.take(linger, t0), None);
         assert_eq!(acc.take(linger, t0 + linger), Some((3, 1)));
+    }
+
+    #[test]
+    fn records_appended_after_a_flush_was_sent_linger_again() {
+        let t0 = Instant::now();
+        let linger = Duration::from_secs(60);
+        let mut acc = Acc::default();
+        acc.add(VALUE, 1 << 20, t0);
+        acc.batches.flush(&acc.in_flight);
+        assert_eq!(acc.take(linger, t0), Some((1, 1)), "the flushed batch goes at once");
+        // The next records arrive before the sender looks again: they wait for linger
+        // (one batch per flush, as a caller that flushes per batch expects).
+        acc.add(VALUE, 1 << 20, t0);
+        acc.add(VALUE, 1 << 20, t0);
+        assert_eq!(acc.take(linger, t0), None);
+        assert_eq!(acc.take(linger, t0 + linger), Some((2, 2)));
     }
 
     #[test]
