@@ -95,6 +95,23 @@ struct Assignment {
     generation: u64,
 }
 
+/// A spawned fetch, aborted when the consumer drops it (unassigned, closed).
+struct AbortOnDrop(tokio::task::JoinHandle<FetchOutcome>);
+
+impl std::future::Future for AbortOnDrop {
+    type Output = std::result::Result<FetchOutcome, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A consumer with manually assigned partitions.
 pub struct Consumer {
     client: Client,
@@ -192,7 +209,11 @@ impl Consumer {
                 current_leader_epoch: None,
             };
             let (topic, partition, generation) = (topic.clone(), *partition, a.generation);
-            self.fetches.push(Box::pin(async move {
+            let (failed_topic, failed_partition) = (topic.clone(), partition);
+            // Spawned, so the request is on its way (and its answer arriving) while the
+            // application handles the records of the previous one: the next poll finds
+            // it answered instead of waiting a round trip.
+            let fetch = tokio::spawn(async move {
                 let mut raw = client.partition_client(&topic, partition).await;
                 let r = raw.fetch(req).await.map(|r| r.into_inner()).map_err(ClientError::from);
                 if let Err(e) = &r
@@ -201,6 +222,16 @@ impl Consumer {
                     client.refresh_route(&topic, partition, e).await;
                 }
                 (topic, partition, generation, r)
+            });
+            let fetch = AbortOnDrop(fetch);
+            self.fetches.push(Box::pin(async move {
+                match fetch.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        let e = ClientError::Transport(format!("fetch task: {e}"));
+                        (failed_topic, failed_partition, generation, Err(e))
+                    }
+                }
             }));
         }
     }
@@ -211,6 +242,8 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         loop {
             if !self.ready.is_empty() {
+                // Prefetch: the next fetch of each partition runs while these are handled.
+                self.start_fetches();
                 return Ok(self.ready.drain(..).collect());
             }
             self.start_fetches();
