@@ -62,21 +62,15 @@ pub fn status(e: BrokerError) -> Status {
             (Code::ResourceExhausted, E::StorageError)
         }
         BrokerError::Damaged(_) => (Code::DataLoss, E::StorageError),
-        BrokerError::NotLeader { leader, .. } => {
+        // Both name where to go instead, when it is known.
+        BrokerError::NotLeader { leader: at, .. } | BrokerError::NotCoordinator { coordinator: at, .. } => {
             detail.retriable = true;
-            if let Some((id, address)) = leader {
+            if let Some((id, address)) = at {
                 detail.leader_id = *id;
                 detail.leader_address = address.clone();
             }
-            (Code::Unavailable, E::NotLeader)
-        }
-        BrokerError::NotCoordinator { coordinator, .. } => {
-            detail.retriable = true;
-            if let Some((id, address)) = coordinator {
-                detail.leader_id = *id;
-                detail.leader_address = address.clone();
-            }
-            (Code::Unavailable, E::NotCoordinator)
+            let code = if matches!(e, BrokerError::NotLeader { .. }) { E::NotLeader } else { E::NotCoordinator };
+            (Code::Unavailable, code)
         }
         BrokerError::CoordinatorLoading { .. } => {
             detail.retriable = true;

@@ -11,9 +11,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs::File,
-    io::Write,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -109,21 +108,12 @@ fn committed(d: &Value) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-/// Produces `n` records `<prefix>-<i>` with acks=all through broker `b`.
+/// Produces `n` records `<prefix>-<i>` with acks=all through broker `b`; returns them as
+/// `consume --format json` prints values (JSON strings).
 fn produce(c: &DevCluster, b: i32, prefix: &str, n: usize) -> Vec<String> {
     let values: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
-    let mut child = Command::new(SLUICE)
-        .args(["--broker", &c.brokers[&b].grpc, "produce", TOPIC, "--acks", "all"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input: String = values.iter().map(|v| format!("{v}\n")).collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "produce: {}", String::from_utf8_lossy(&out.stderr));
-    // As printed by `consume --format json`: a JSON string.
+    c.produce_with_acks(b, TOPIC, &input, "all");
     values.into_iter().map(|v| Value::String(v).to_string()).collect()
 }
 

@@ -200,9 +200,14 @@ impl DevCluster {
 
     /// Produces `lines` to `topic` with acks=1 through broker `broker`.
     pub fn produce(&self, broker: i32, topic: &str, lines: &str) {
+        self.produce_with_acks(broker, topic, lines, "1");
+    }
+
+    /// Produces `lines` to `topic` with `acks` (0, 1 or all) through broker `broker`.
+    pub fn produce_with_acks(&self, broker: i32, topic: &str, lines: &str, acks: &str) {
         use std::io::Write;
         let mut child = Command::new(SLUICE)
-            .args(["--broker", &self.brokers[&broker].grpc, "produce", topic, "--acks", "1"])
+            .args(["--broker", &self.brokers[&broker].grpc, "produce", topic, "--acks", acks])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

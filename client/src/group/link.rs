@@ -64,15 +64,20 @@ impl CoordinatorLink {
     /// when none names one that answers (the caller retries after a backoff).
     pub async fn rediscover(&self) -> Result<()> {
         let known = self.brokers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let others = known.into_iter().filter(|a| a.as_str() != self.bootstrap.addr());
         let mut last = None;
-        let mut candidates = vec![self.bootstrap.clone()];
-        for address in known.iter().filter(|a| a.as_str() != self.bootstrap.addr()) {
-            match Client::connect(address).await {
-                Ok(c) => candidates.push(c),
-                Err(e) => last = Some(e),
-            }
-        }
-        for asked in candidates {
+        // The bootstrap broker first; a connection to another only when it is asked.
+        for address in std::iter::once(None).chain(others.map(Some)) {
+            let asked = match address {
+                None => self.bootstrap.clone(),
+                Some(a) => match Client::connect(&a).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                },
+            };
             match self.find_via(&asked).await {
                 Ok(c) => {
                     if c.addr() != self.current().addr() {
@@ -102,13 +107,7 @@ impl CoordinatorLink {
     }
 
     async fn find_via(&self, asked: &Client) -> Result<Client> {
-        let r = asked
-            .groups()
-            .find_coordinator(pb::FindCoordinatorRequest { group: self.group.clone() })
-            .await?
-            .into_inner();
-        let address = if r.address.is_empty() { asked.addr().to_string() } else { r.address };
-        Client::connect(&address).await
+        Client::connect(&super::find_coordinator(asked, &self.group).await?).await
     }
 
     async fn learn_brokers(&self, via: &Client) {
